@@ -1,0 +1,175 @@
+"""Every exception liteq raises, under one root: :class:`LiteQError`.
+
+The names follow Celery's (``TimeoutError``, ``NotRegistered``, ``EncodeError``,
+``Retry``, ``SoftTimeLimitExceeded``, ...) so ``except`` clauses move over unchanged.
+Each class's docstring is its default message. This module imports nothing from liteq.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+
+class LiteQError(Exception):
+    """A liteq error."""
+
+    def __init__(self, message: str | None = None, *args: Any) -> None:
+        if message is None:
+            message = (self.__doc__ or type(self).__name__).strip().splitlines()[0]
+        super().__init__(message, *args)
+
+
+# -- configuration -----------------------------------------------------------------
+
+
+class ImproperlyConfigured(LiteQError):
+    """liteq is not configured correctly."""
+
+
+ConfigurationError = ImproperlyConfigured
+
+
+# -- serialization -----------------------------------------------------------------
+
+
+class EncodeError(LiteQError):
+    """A task's arguments or result could not be serialized."""
+
+
+class DecodeError(LiteQError):
+    """A message or a result could not be deserialized."""
+
+
+class ContentDisallowed(DecodeError):
+    """A message used a serializer that is not in ``accept_content``."""
+
+
+# -- storage and transports --------------------------------------------------------
+
+
+class OperationalError(LiteQError):
+    """The broker or result store could not complete an operation in time."""
+
+
+class StorageError(LiteQError):
+    """The database file cannot be used by liteq."""
+
+
+class NetworkFilesystemError(StorageError):
+    """The database file is on a network filesystem, where SQLite's WAL mode is unsafe."""
+
+
+# -- tasks and results -------------------------------------------------------------
+
+
+class TaskError(LiteQError):
+    """A task-related error."""
+
+
+class NotRegistered(KeyError, TaskError):  # noqa: N818 - Celery's name
+    """The task is not registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "The task is not registered."
+
+
+class TimeoutError(TaskError, builtins.TimeoutError):
+    """The operation timed out."""
+
+
+class TaskRevokedError(TaskError):
+    """The task has been revoked, so no result is available."""
+
+
+class WorkerLostError(TaskError):
+    """The worker running the task was lost before the task finished."""
+
+
+class TimeLimitExceeded(TaskError):
+    """The task ran past its hard time limit and was killed."""
+
+
+class MaxRetriesExceededError(TaskError):
+    """The task was retried more times than its ``max_retries`` allows."""
+
+
+class SoftTimeLimitExceeded(Exception):  # noqa: N818 - Celery's name
+    """The task ran past its soft time limit.
+
+    Raised inside the running task, which may catch it to clean up. It derives from
+    ``Exception`` (not ``LiteQError``) as in Celery, so a task's own broad handlers see it.
+    """
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or "soft time limit exceeded")
+
+
+# -- control flow raised by tasks --------------------------------------------------
+
+
+class TaskPredicate(LiteQError):
+    """Base class for exceptions that tell the worker what to do with a task."""
+
+
+class Retry(TaskPredicate):  # noqa: N818 - Celery's name
+    """The task is to be retried later."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        exc: BaseException | None = None,
+        when: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.exc = exc
+        self.when = when
+        self.message = message
+        super().__init__(message or self._describe(exc, when))
+
+    @staticmethod
+    def _describe(exc: BaseException | None, when: float | None) -> str:
+        reason = f": {exc!r}" if exc is not None else ""
+        delay = f" in {when:g}s" if when is not None else ""
+        return f"Retry{delay}{reason}"
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.message, self.exc, self.when))
+
+
+class Ignore(TaskPredicate):  # noqa: N818 - Celery's name
+    """The task's state is not to be updated."""
+
+
+class Reject(TaskPredicate):  # noqa: N818 - Celery's name
+    """The task was rejected by its own code."""
+
+    def __init__(self, reason: object = None, requeue: bool = False) -> None:
+        self.reason = reason
+        self.requeue = requeue
+        super().__init__(str(reason) if reason is not None else None)
+
+
+__all__ = [
+    "ConfigurationError",
+    "ContentDisallowed",
+    "DecodeError",
+    "EncodeError",
+    "Ignore",
+    "ImproperlyConfigured",
+    "LiteQError",
+    "MaxRetriesExceededError",
+    "NetworkFilesystemError",
+    "NotRegistered",
+    "OperationalError",
+    "Reject",
+    "Retry",
+    "SoftTimeLimitExceeded",
+    "StorageError",
+    "TaskError",
+    "TaskPredicate",
+    "TaskRevokedError",
+    "TimeLimitExceeded",
+    "TimeoutError",
+    "WorkerLostError",
+]

@@ -1,0 +1,241 @@
+"""The message envelope: what ``delay()`` stores and a worker claims.
+
+A message is stored as a few plain columns the broker needs without decoding anything
+(task id and name, queue, priority, eta, expiry), a small json *header* with the rest
+of Celery's protocol fields, and a *body* holding ``[args, kwargs]`` in the task's
+serializer. A worker can therefore always name the task of a message whose body it
+cannot decode, and record that as a FAILURE instead of dropping it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from liteq import serialization
+from liteq.exceptions import DecodeError, EncodeError
+
+#: Version of the header layout; a worker refuses newer versions with a clear reason.
+PROTOCOL_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A message as the transports store it: plain columns, header json, body bytes."""
+
+    task_id: str
+    task_name: str
+    queue: str
+    priority: int
+    eta: float | None  #: epoch seconds; None means "now"
+    expires: float | None  #: epoch seconds
+    acks_late: bool
+    content_type: str
+    header: bytes
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A task message with Celery's protocol fields.
+
+    Example:
+        >>> m = Message(id="1", task="tasks.add", args=(4, 4))
+        >>> Message.decode(m.encode(), accept=frozenset({"application/json"})).args
+        (4, 4)
+    """
+
+    id: str
+    task: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    queue: str = "celery"
+    priority: int = 0
+    eta: float | None = None
+    expires: float | None = None
+    retries: int = 0
+    root_id: str | None = None
+    parent_id: str | None = None
+    group: str | None = None
+    origin: str | None = None
+    ignore_result: bool = False
+    acks_late: bool = False
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    exchange: str | None = None
+    routing_key: str | None = None
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    #: canvas and callback options (link, link_error, chain, chord) kept as plain data
+    options: Mapping[str, Any] = field(default_factory=dict)
+    serializer: str = "json"
+
+    def encode(self) -> Envelope:
+        """Serialize into an :class:`Envelope`.
+
+        Raises:
+            EncodeError: the arguments cannot be serialized (the message names which one).
+        """
+        serializer = serialization.get(self.serializer)
+        try:
+            body = serializer.dumps([list(self.args), dict(self.kwargs)])
+        except EncodeError:
+            raise
+        except Exception as exc:
+            raise EncodeError(describe_unserializable(self, serializer, exc)) from exc
+        header = {
+            "v": PROTOCOL_VERSION,
+            "retries": self.retries,
+            "root_id": self.root_id,
+            "parent_id": self.parent_id,
+            "group": self.group,
+            "origin": self.origin,
+            "ignore_result": self.ignore_result,
+            "timelimit": [self.soft_time_limit, self.time_limit],
+            "exchange": self.exchange,
+            "routing_key": self.routing_key,
+        }
+        if self.headers:
+            header["headers"] = dict(self.headers)
+        if self.options:
+            header["options"] = dict(self.options)
+        try:
+            header_bytes = serialization.json_dumps(header)
+        except Exception as exc:
+            raise EncodeError(f"cannot serialize the headers of {self.task}: {exc}") from exc
+        return Envelope(
+            task_id=self.id,
+            task_name=self.task,
+            queue=self.queue,
+            priority=self.priority,
+            eta=self.eta,
+            expires=self.expires,
+            acks_late=self.acks_late,
+            content_type=serializer.content_type,
+            header=header_bytes,
+            body=body,
+        )
+
+    @classmethod
+    def decode(cls, envelope: Envelope, accept: frozenset[str]) -> Message:
+        """Rebuild a message from its envelope.
+
+        Raises:
+            ContentDisallowed: the body's serializer is not in ``accept``.
+            DecodeError: the header or body is malformed, or from a newer protocol.
+        """
+        try:
+            header = serialization.json_loads(envelope.header)
+        except Exception as exc:
+            raise DecodeError(f"malformed message header: {exc}") from exc
+        if not isinstance(header, dict):
+            raise DecodeError("malformed message header: not an object")
+        version = header.get("v")
+        if version != PROTOCOL_VERSION:
+            raise DecodeError(
+                f"message protocol version {version!r} is not supported "
+                f"(this liteq speaks version {PROTOCOL_VERSION})"
+            )
+        body = serialization.loads(envelope.body, envelope.content_type, accept)
+        if (
+            not isinstance(body, list)
+            or len(body) != 2
+            or not isinstance(body[0], list)
+            or not isinstance(body[1], dict)
+        ):
+            raise DecodeError("malformed message body: expected [args, kwargs]")
+        soft, hard = (header.get("timelimit") or [None, None])[:2]
+        return cls(
+            id=envelope.task_id,
+            task=envelope.task_name,
+            args=tuple(body[0]),
+            kwargs=body[1],
+            queue=envelope.queue,
+            priority=envelope.priority,
+            eta=envelope.eta,
+            expires=envelope.expires,
+            retries=int(header.get("retries") or 0),
+            root_id=header.get("root_id"),
+            parent_id=header.get("parent_id"),
+            group=header.get("group"),
+            origin=header.get("origin"),
+            ignore_result=bool(header.get("ignore_result")),
+            acks_late=envelope.acks_late,
+            time_limit=hard,
+            soft_time_limit=soft,
+            exchange=header.get("exchange"),
+            routing_key=header.get("routing_key"),
+            headers=header.get("headers") or {},
+            options=header.get("options") or {},
+            serializer=serialization.get(envelope.content_type).name,
+        )
+
+
+def describe_unserializable(
+    message: Message, serializer: serialization.Serializer, error: Exception
+) -> str:
+    """Name the first argument of ``message`` that ``serializer`` cannot encode."""
+    for index, value in enumerate(message.args):
+        if not _encodes(serializer, value):
+            return (
+                f"cannot serialize argument {index} ({type(value).__name__}: {_short(value)}) "
+                f"of task {message.task} with {serializer.name}: {error}"
+            )
+    for name, value in message.kwargs.items():
+        if not isinstance(name, str):
+            return f"keyword argument names must be strings, got {name!r} for {message.task}"
+        if not _encodes(serializer, value):
+            return (
+                f"cannot serialize keyword argument {name!r} ({type(value).__name__}: "
+                f"{_short(value)}) of task {message.task} with {serializer.name}: {error}"
+            )
+    return f"cannot serialize the arguments of task {message.task}: {error}"
+
+
+def _encodes(serializer: serialization.Serializer, value: Any) -> bool:
+    try:
+        serializer.dumps(value)
+    except Exception:
+        return False
+    return True
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = object.__repr__(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def to_timestamp(value: datetime | float | int | None, *, now: float) -> float | None:
+    """An eta or expiry as epoch seconds; numbers are seconds from ``now``.
+
+    A naive datetime is taken as local time, as Python's ``datetime.timestamp()`` does
+    (the app converts it first when ``enable_utc`` asks for UTC).
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return now + float(value)
+    raise TypeError(f"expected a datetime or a number of seconds, got {value!r}")
+
+
+def iso(timestamp: float | None) -> str | None:
+    """Epoch seconds as a UTC ISO-8601 string (how Celery shows eta and expires)."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat()
+
+
+def origin() -> str:
+    """This process, as Celery names a message's origin: ``gen<pid>@<host>``."""
+    return f"gen{os.getpid()}@{socket.gethostname()}"
+
+
+__all__ = ["PROTOCOL_VERSION", "Envelope", "Message", "iso", "origin", "to_timestamp"]

@@ -1,0 +1,313 @@
+"""The ``Transport`` contract: where messages, results and worker state live.
+
+Everything above ``liteq/transports/`` talks to storage through this class and the
+plain records below, never through ``sqlite3`` or ``redis``. Methods are grouped by
+role: lifecycle, messages, results, workers. SQLite and Redis implement all of them.
+
+The message life cycle, which every transport keeps::
+
+    publish ──► ready ◄──────────────── release / reap (acks_late)
+                │ claim: lease (token, deadline, worker, delivery count)
+                ▼
+              leased ── settle (token must match) ──► gone, result stored
+                │ lease runs out (worker died or stopped)
+                ▼
+              reap: ready again (acks_late, deliveries left) or FAILURE (WorkerLostError)
+
+A countdown/eta message waits as *scheduled* in storage until it is due; no worker
+holds it in memory. Every transition out of *leased* is fenced by the lease token, so a
+worker whose lease was taken over cannot ack, store a result, or renew.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from liteq.messages import Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A claimed message: the envelope plus the lease that holds it."""
+
+    key: Any  #: the transport's own handle of the message
+    token: Any  #: the lease token that fences every later transition
+    deliveries: int  #: how many times the message was delivered, this time included
+    envelope: Envelope
+
+    @property
+    def task_id(self) -> str:
+        return self.envelope.task_id
+
+    @property
+    def task_name(self) -> str:
+        return self.envelope.task_name
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRecord:
+    """A task's state and result as stored: the payload is serialized by the caller."""
+
+    task_id: str
+    state: str
+    content_type: str = "application/json"
+    payload: bytes = b"null"
+    traceback: str | None = None
+    date_done: float = 0.0  #: epoch seconds of the last state change
+    task_name: str | None = None
+    worker: str | None = None
+    retries: int = 0
+    #: json with args, kwargs, queue, ... (``result_extended``), or None
+    extended: bytes | None = None
+    #: seconds the record is kept after ``date_done``; None keeps it forever
+    expires_in: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How a claimed message ends, applied atomically when the token still matches.
+
+    The message is removed and, in the same transaction, ``result`` is stored and
+    ``publish`` (a retry, the next step of a chain, callbacks) is published. With
+    ``release`` the message goes back to the queue instead, its delivery not counted
+    (a prefetched task returned at shutdown).
+    """
+
+    delivery: Delivery
+    result: ResultRecord | None = None
+    publish: tuple[Envelope, ...] = ()
+    release: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LostTaskPolicy:
+    """What reaping does with a message whose lease ran out.
+
+    ``acks_late`` messages go back to the queue until they have been delivered
+    ``max_deliveries`` times; then ``exhausted`` is stored. Other messages are not run
+    again (they may have had effects): ``lost`` is stored. Both records are templates
+    whose ``task_id``, ``task_name`` and ``date_done`` the transport fills in.
+    """
+
+    max_deliveries: int
+    lost: ResultRecord
+    exhausted: ResultRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ReapReport:
+    """What one reaping pass did, by task id."""
+
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """Messages in a queue by state."""
+
+    ready: int = 0
+    scheduled: int = 0
+    leased: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.ready + self.scheduled + self.leased
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A live (or recently live) worker, as registered and heartbeated."""
+
+    id: str
+    hostname: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    pool: str
+    started_at: float
+    heartbeat_at: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Listener(Protocol):
+    """A file descriptor that becomes readable when something was published."""
+
+    def fileno(self) -> int: ...
+
+    def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Waiter(Protocol):
+    """Blocks a caller until a result may have been stored."""
+
+    def wait(self, timeout: float) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class Transport(abc.ABC):
+    """The storage contract every backend implements in full.
+
+    Transports are created from a URL and the app's settings, open lazily, and are
+    safe to use from several threads (each thread gets its own connection) and after
+    ``fork()`` (the child opens its own connections).
+    """
+
+    #: URL schemes this transport serves
+    schemes: ClassVar[tuple[str, ...]] = ()
+    #: True when producers can enqueue inside the application's own transaction
+    supports_app_transactions: ClassVar[bool] = False
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        self.url = url
+        self.options = options
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Connect and check the storage now (otherwise it happens on first use)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections and files held by this process."""
+
+    def after_fork(self) -> None:  # noqa: B027 - optional hook
+        """Forget connections inherited from the parent process (never close them)."""
+
+    @property
+    @abc.abstractmethod
+    def location(self) -> str:
+        """Where the data lives, for messages (a file path, or a URL without password)."""
+
+    # -- messages --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def publish(self, envelopes: Sequence[Envelope]) -> None:
+        """Store messages, all or none; eta messages wait as scheduled until due."""
+
+    @abc.abstractmethod
+    def claim(
+        self, queues: Sequence[str], limit: int, worker_id: str, lease_seconds: float
+    ) -> list[Delivery]:
+        """Lease up to ``limit`` ready messages: priority (higher first), eta, arrival."""
+
+    @abc.abstractmethod
+    def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
+        """Apply settlements; each is accepted only while its lease token matches."""
+
+    def settle_and_claim(
+        self, settlements: Sequence[Settlement], queues: Sequence[str], limit: int,
+        worker_id: str, lease_seconds: float,
+    ) -> tuple[list[bool], list[Delivery]]:
+        """Settle, then claim up to ``limit`` more: the worker loop's one round trip.
+
+        Transports that can (SQLite) do both in one transaction.
+        """
+        accepted = self.settle(settlements) if settlements else []
+        claimed = self.claim(queues, limit, worker_id, lease_seconds) if limit > 0 else []
+        return accepted, claimed
+
+    @abc.abstractmethod
+    def extend_leases(self, worker_id: str, lease_seconds: float) -> int:
+        """Renew every lease held by ``worker_id``; returns how many."""
+
+    @abc.abstractmethod
+    def reap_expired(self, policy: LostTaskPolicy) -> ReapReport:
+        """Apply ``policy`` to every message whose lease has run out."""
+
+    @abc.abstractmethod
+    def lose(self, deliveries: Sequence[Delivery], policy: LostTaskPolicy) -> ReapReport:
+        """Apply ``policy`` now to deliveries whose process died while running them."""
+
+    @abc.abstractmethod
+    def next_eta(self, queues: Sequence[str]) -> float | None:
+        """Epoch seconds when the earliest scheduled message in ``queues`` becomes due."""
+
+    @abc.abstractmethod
+    def purge(self, queues: Sequence[str] | None = None) -> int:
+        """Delete waiting (ready and scheduled) messages; returns how many."""
+
+    @abc.abstractmethod
+    def depth(self, queues: Sequence[str] | None = None) -> dict[str, QueueDepth]:
+        """Message counts per queue."""
+
+    @abc.abstractmethod
+    def message_state(self, task_id: str) -> str | None:
+        """``"ready"``, ``"scheduled"`` or ``"leased"`` for a stored message, else None."""
+
+    @abc.abstractmethod
+    def listen(self, queues: Sequence[str]) -> Listener:
+        """A listener that wakes when a message is published (for an idle worker)."""
+
+    # -- results ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def store_result(self, record: ResultRecord, fence: Delivery | None = None) -> bool:
+        """Store a state outside settlement (STARTED, progress, RETRY...).
+
+        A final state already stored is never overwritten by a non-final one. With
+        ``fence``, nothing is written unless that lease is still held.
+        """
+
+    @abc.abstractmethod
+    def store_results(self, records: Sequence[ResultRecord]) -> None:
+        """Store final results (used when results live apart from the broker)."""
+
+    @abc.abstractmethod
+    def get_result(self, task_id: str) -> ResultRecord | None:
+        """The stored record, or None (PENDING)."""
+
+    @abc.abstractmethod
+    def forget(self, task_ids: Sequence[str]) -> None:
+        """Delete stored results."""
+
+    @abc.abstractmethod
+    def result_waiter(self, task_ids: Sequence[str]) -> Waiter:
+        """Something to block on until a result for one of ``task_ids`` may be stored.
+
+        Create it *before* reading the result, so a result stored in between still
+        wakes it. Spurious wake-ups are allowed; callers read the result again.
+        """
+
+    @abc.abstractmethod
+    def expire_results(self, limit: int = 1000) -> int:
+        """Delete up to ``limit`` results past their expiry; returns how many."""
+
+    # -- workers ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def register_worker(self, info: WorkerInfo) -> None:
+        """Record a worker as alive."""
+
+    @abc.abstractmethod
+    def heartbeat(self, worker_id: str, lease_seconds: float, info: dict[str, Any]) -> int:
+        """Mark the worker alive and renew its leases; returns the leases renewed."""
+
+    @abc.abstractmethod
+    def unregister_worker(self, worker_id: str) -> None:
+        """Remove a worker's record."""
+
+    @abc.abstractmethod
+    def workers(self) -> list[WorkerInfo]:
+        """Registered workers, most recent heartbeat first."""
+
+
+__all__ = [
+    "Delivery",
+    "Listener",
+    "LostTaskPolicy",
+    "QueueDepth",
+    "ReapReport",
+    "ResultRecord",
+    "Settlement",
+    "Transport",
+    "Waiter",
+    "WorkerInfo",
+]

@@ -1,0 +1,161 @@
+"""The hot-path SQL, named. Each statement is served by an index of ``schema.py``
+(``tests/transports/test_query_plans.py`` checks with ``EXPLAIN QUERY PLAN``).
+
+States: 0 ready, 1 leased, 2 scheduled.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+_MESSAGE_COLUMNS = (
+    "task_id, task_name, queue, priority, run_at, expires, state, acks_late, "
+    "content_type, header, body"
+)
+
+#: Store one message (ready, or scheduled when its eta is in the future).
+PUBLISH = f"INSERT INTO liteq_messages ({_MESSAGE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+
+#: Make scheduled messages of one queue ready once their eta has come.
+PROMOTE = (
+    "UPDATE liteq_messages SET state = 0 "
+    "WHERE state = 2 AND queue = :queue AND run_at <= :now"
+)
+
+#: Columns a claim returns, in Delivery order.
+_CLAIMED = (
+    "id, token, deliveries, task_id, task_name, queue, priority, run_at, expires, "
+    "acks_late, content_type, header, body"
+)
+
+_LEASE = (
+    "UPDATE liteq_messages SET state = 1, lease_until = :lease_until, worker_id = :worker, "
+    "token = random(), deliveries = deliveries + 1 WHERE id IN ({ids}) RETURNING " + _CLAIMED
+)
+
+_READY_IN_QUEUE = (
+    "SELECT id, priority, run_at FROM liteq_messages "
+    "WHERE state = 0 AND queue = :q{n} ORDER BY priority DESC, run_at, id LIMIT :limit"
+)
+
+
+@lru_cache(maxsize=64)
+def claim(queue_count: int) -> str:
+    """CLAIM: lease up to ``:limit`` ready messages of ``:q0 .. :qN``, best first.
+
+    One indexed scan per queue (each stops after ``limit`` rows), merged by priority
+    (higher first), eta, then arrival; the whole claim is O(queues * limit * log n).
+    RETURNING gives rows in no particular order, so callers sort the batch.
+    """
+    if queue_count == 1:
+        ids = "SELECT id FROM liteq_messages WHERE state = 0 AND queue = :q0 " \
+              "ORDER BY priority DESC, run_at, id LIMIT :limit"
+    else:
+        branches = " UNION ALL ".join(
+            f"SELECT * FROM ({_READY_IN_QUEUE.format(n=n)})" for n in range(queue_count)
+        )
+        ids = f"SELECT id FROM ({branches}) ORDER BY priority DESC, run_at, id LIMIT :limit"
+    return _LEASE.format(ids=ids)
+
+
+#: Settle one message: remove it if its lease token still matches.
+ACK = "DELETE FROM liteq_messages WHERE id = ? AND token = ? AND state = 1"
+
+#: Return one leased message to the queue without counting the delivery.
+RELEASE = (
+    "UPDATE liteq_messages SET state = 0, lease_until = NULL, worker_id = NULL, token = NULL, "
+    "deliveries = max(deliveries - 1, 0) WHERE id = ? AND token = ? AND state = 1"
+)
+
+#: Renew every lease a worker holds.
+EXTEND_LEASES = (
+    "UPDATE liteq_messages SET lease_until = :lease_until WHERE state = 1 AND worker_id = :worker"
+)
+
+#: Leases that ran out.
+EXPIRED = (
+    "SELECT id, task_id, task_name, acks_late, deliveries FROM liteq_messages "
+    "WHERE state = 1 AND lease_until < :now"
+)
+
+#: A worker's leases (when it is known to be dead).
+LEASES_OF_WORKER = (
+    "SELECT id, task_id, task_name, acks_late, deliveries FROM liteq_messages "
+    "WHERE state = 1 AND worker_id = :worker"
+)
+
+#: Put a message whose lease was lost back in the queue (the delivery counts).
+REQUEUE = (
+    "UPDATE liteq_messages SET state = 0, lease_until = NULL, worker_id = NULL, token = NULL "
+    "WHERE id = ?"
+)
+
+#: Put back an unstarted message of a dead worker (the delivery does not count).
+REQUEUE_UNCOUNTED = (
+    "UPDATE liteq_messages SET state = 0, lease_until = NULL, worker_id = NULL, token = NULL, "
+    "deliveries = max(deliveries - 1, 0) WHERE id = ?"
+)
+
+#: Drop a message whose lease was lost and that will not run again.
+DROP = "DELETE FROM liteq_messages WHERE id = ?"
+
+#: Every lease, when the machine has rebooted since they were taken.
+EXPIRE_ALL_LEASES = "UPDATE liteq_messages SET lease_until = 0 WHERE state = 1"
+
+#: When the next scheduled message of a queue is due.
+NEXT_ETA = "SELECT min(run_at) FROM liteq_messages WHERE state = 2 AND queue = ?"
+
+_RESULT_COLUMNS = (
+    "task_id, state, content_type, payload, traceback, task_name, worker, retries, "
+    "date_done, expires_at, extended"
+)
+
+#: Store a final result (settlement): it replaces whatever was stored before.
+STORE_RESULT = (
+    f"INSERT INTO liteq_results ({_RESULT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT (task_id) DO UPDATE SET state = excluded.state, "
+    "content_type = excluded.content_type, payload = excluded.payload, "
+    "traceback = excluded.traceback, task_name = excluded.task_name, "
+    "worker = excluded.worker, retries = excluded.retries, date_done = excluded.date_done, "
+    "expires_at = excluded.expires_at, extended = coalesce(excluded.extended, extended)"
+)
+
+#: Store an interim state (STARTED, progress, RETRY): never over a final one.
+STORE_STATE = STORE_RESULT + " WHERE liteq_results.state NOT IN ('SUCCESS', 'FAILURE', 'REVOKED')"
+
+#: Does the lease still hold? (fences interim states written by a running task)
+LEASE_HELD = "SELECT 1 FROM liteq_messages WHERE id = ? AND token = ? AND state = 1"
+
+#: One stored result.
+GET_RESULT = f"SELECT {_RESULT_COLUMNS} FROM liteq_results WHERE task_id = ?"
+
+#: Results past their expiry, oldest first, a bounded batch at a time.
+EXPIRE_RESULTS = (
+    "DELETE FROM liteq_results WHERE task_id IN (SELECT task_id FROM liteq_results "
+    "WHERE expires_at IS NOT NULL AND expires_at < :now ORDER BY expires_at LIMIT :limit)"
+)
+
+#: Where a task's message is: ready, leased or scheduled.
+MESSAGE_STATE = "SELECT state FROM liteq_messages WHERE task_id = ? ORDER BY state DESC LIMIT 1"
+
+__all__ = [
+    "ACK",
+    "DROP",
+    "EXPIRED",
+    "EXPIRE_ALL_LEASES",
+    "EXPIRE_RESULTS",
+    "EXTEND_LEASES",
+    "GET_RESULT",
+    "LEASES_OF_WORKER",
+    "LEASE_HELD",
+    "MESSAGE_STATE",
+    "NEXT_ETA",
+    "PROMOTE",
+    "PUBLISH",
+    "RELEASE",
+    "REQUEUE",
+    "REQUEUE_UNCOUNTED",
+    "STORE_RESULT",
+    "STORE_STATE",
+    "claim",
+]

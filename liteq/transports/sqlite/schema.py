@@ -1,0 +1,245 @@
+"""liteq's tables (peewee models), their version, and forward-only migrations.
+
+Every table is prefixed ``liteq_`` so the file can also hold the application's own
+tables. The schema version lives in ``PRAGMA user_version`` as ``MAGIC + version``:
+the magic high bits tell liteq's files from files another program versions the same way.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from types import SimpleNamespace
+
+import peewee as pw
+
+from liteq.exceptions import StorageError
+from liteq.transports.sqlite.connection import Database
+
+#: High 16 bits of ``user_version`` in a liteq file ("LQ").
+MAGIC = 0x4C51 << 16
+#: The schema this liteq writes.
+SCHEMA_VERSION = 1
+
+_ZERO = pw.SQL("DEFAULT 0")
+
+# Message states (the ``state`` column).
+READY, LEASED, SCHEDULED = 0, 1, 2
+
+
+def make_models(database: pw.Database) -> SimpleNamespace:
+    """The peewee models bound to one database (two files in one process don't mix)."""
+
+    class Base(pw.Model):
+        class Meta:
+            legacy_table_names = False
+
+    Base._meta.set_database(database)
+
+    class Message(Base):
+        """A task message waiting, scheduled or leased."""
+
+        id = pw.AutoField()  # arrival order
+        task_id = pw.TextField()
+        task_name = pw.TextField()
+        queue = pw.TextField()
+        priority = pw.IntegerField(default=0, constraints=[_ZERO])
+        run_at = pw.FloatField()  # eta, or the time it was published (epoch seconds)
+        expires = pw.FloatField(null=True)
+        state = pw.IntegerField()  # READY, LEASED or SCHEDULED
+        acks_late = pw.BooleanField(default=False, constraints=[_ZERO])
+        deliveries = pw.IntegerField(default=0, constraints=[_ZERO])
+        lease_until = pw.FloatField(null=True)  # lease clock (CLOCK_BOOTTIME) seconds
+        worker_id = pw.TextField(null=True)
+        token = pw.IntegerField(null=True)
+        content_type = pw.TextField()
+        header = pw.BlobField()
+        body = pw.BlobField()
+
+        class Meta:
+            table_name = "liteq_messages"
+
+    Message.add_index(
+        pw.ModelIndex(
+            Message,
+            (Message.queue, Message.priority.desc(), Message.run_at, Message.id),
+            name="liteq_messages_ready",
+            where=(Message.state == READY),
+        )
+    )
+    Message.add_index(
+        pw.ModelIndex(
+            Message,
+            (Message.queue, Message.run_at),
+            name="liteq_messages_scheduled",
+            where=(Message.state == SCHEDULED),
+        )
+    )
+    Message.add_index(
+        pw.ModelIndex(
+            Message, (Message.lease_until,), name="liteq_messages_lease",
+            where=(Message.state == LEASED),
+        )
+    )
+    Message.add_index(
+        pw.ModelIndex(
+            Message, (Message.worker_id,), name="liteq_messages_worker",
+            where=(Message.state == LEASED),
+        )
+    )
+    Message.add_index(pw.ModelIndex(Message, (Message.task_id,), name="liteq_messages_task"))
+
+    class Result(Base):
+        """A task's latest state and result."""
+
+        task_id = pw.TextField(primary_key=True)
+        state = pw.TextField()
+        content_type = pw.TextField()
+        payload = pw.BlobField(null=True)
+        traceback = pw.TextField(null=True)
+        task_name = pw.TextField(null=True)
+        worker = pw.TextField(null=True)
+        retries = pw.IntegerField(default=0, constraints=[_ZERO])
+        date_done = pw.FloatField()
+        expires_at = pw.FloatField(null=True)
+        extended = pw.BlobField(null=True)
+
+        class Meta:
+            table_name = "liteq_results"
+            without_rowid = True
+
+    Result.add_index(
+        pw.ModelIndex(
+            Result, (Result.expires_at,), name="liteq_results_expiry",
+            where=Result.expires_at.is_null(False),
+        )
+    )
+
+    class Worker(Base):
+        """A worker process that heartbeats while it lives."""
+
+        id = pw.TextField(primary_key=True)
+        hostname = pw.TextField()
+        pid = pw.IntegerField()
+        queues = pw.TextField()  # json list
+        concurrency = pw.IntegerField()
+        pool = pw.TextField()
+        started_at = pw.FloatField()
+        heartbeat_at = pw.FloatField()
+        info = pw.TextField(default="{}")  # json object
+
+        class Meta:
+            table_name = "liteq_workers"
+
+    class Meta(Base):
+        """Facts about the file itself (the boot its leases belong to)."""
+
+        key = pw.TextField(primary_key=True)
+        value = pw.TextField()
+
+        class Meta:
+            table_name = "liteq_meta"
+
+    return SimpleNamespace(Message=Message, Result=Result, Worker=Worker, Meta=Meta,
+                           all=[Message, Result, Worker, Meta])
+
+
+def _v1(models: SimpleNamespace) -> None:
+    for model in models.all:
+        model.create_table(safe=True)
+
+
+#: version -> migration that brings the schema from version - 1 to version
+MIGRATIONS: dict[int, Callable[[SimpleNamespace], None]] = {1: _v1}
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _liteq_tables(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'liteq\\_%' ESCAPE '\\'"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def check_version(path: str, raw: int, tables: list[str]) -> int:
+    """The liteq schema version of a file, or a clear error for a foreign one."""
+    if raw == 0:
+        if tables:
+            raise StorageError(
+                f"{path} has liteq tables ({', '.join(sorted(tables))}) but no liteq schema "
+                "version: it was not made by liteq, or was damaged"
+            )
+        return 0
+    if raw & ~0xFFFF != MAGIC:
+        raise StorageError(
+            f"{path} holds another program's schema (PRAGMA user_version = {raw}); "
+            "give liteq a file of its own"
+        )
+    version = raw & 0xFFFF
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"{path} was written by a newer liteq (schema {version}; this liteq knows up "
+            f"to {SCHEMA_VERSION}); upgrade liteq"
+        )
+    return version
+
+
+def enable_wal(database: Database) -> None:
+    """Switch the file to WAL mode (a no-op when it already is)."""
+
+    def switch() -> str:
+        conn = database.conn
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        return str(mode).lower()
+
+    mode = database.read(lambda _conn: switch())
+    if mode != "wal":
+        raise StorageError(
+            f"cannot put {database.path} in WAL mode (journal_mode stays {mode!r}); "
+            "liteq needs a local filesystem with shared memory"
+        )
+
+
+def ensure_schema(database: Database, models: SimpleNamespace) -> None:
+    """Create or migrate liteq's tables; refuse files liteq cannot use.
+
+    Raises:
+        StorageError: not a SQLite file, a foreign schema, or a newer liteq's schema.
+    """
+    try:
+        raw = database.read(lambda conn: _version(conn))
+        tables = database.read(_liteq_tables)
+    except StorageError:
+        raise
+    except Exception as exc:
+        raise StorageError(f"{database.path} is not a SQLite database: {exc}") from exc
+    version = check_version(database.path, raw, tables)
+    enable_wal(database)
+    if version == SCHEMA_VERSION:
+        return
+
+    def migrate(conn: sqlite3.Connection) -> None:
+        current = check_version(database.path, _version(conn), _liteq_tables(conn))
+        for step in range(current + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[step](models)
+        if current != SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version = {MAGIC + SCHEMA_VERSION}")
+
+    database.write(migrate)
+
+
+__all__ = [
+    "LEASED",
+    "MAGIC",
+    "READY",
+    "SCHEDULED",
+    "SCHEMA_VERSION",
+    "check_version",
+    "ensure_schema",
+    "make_models",
+]

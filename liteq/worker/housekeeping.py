@@ -1,0 +1,83 @@
+"""Housekeeping beside the worker loop: heartbeats, lease renewal, reaping, expiry.
+
+It runs in its own thread with its own connection, so it keeps renewing leases while
+the loop is busy (a long task in the solo pool included). Renewing is fenced by the
+transport: a lease another worker took over is not renewed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from liteq.transports.base import LostTaskPolicy, Transport
+
+logger = logging.getLogger("liteq.worker")
+
+#: Longest time between result-expiry passes (seconds).
+EXPIRE_EVERY = 60.0
+
+
+class Housekeeper(threading.Thread):
+    """Heartbeats every ``interval`` seconds; reaps expired leases; expires results."""
+
+    def __init__(
+        self,
+        broker: Transport,
+        backend: Transport,
+        worker_id: str,
+        *,
+        lease: float,
+        interval: float,
+        policy: LostTaskPolicy,
+        info: Callable[[], dict[str, Any]],
+        result_expires: float | None = None,
+    ) -> None:
+        super().__init__(name="liteq-housekeeping", daemon=True)
+        self.broker = broker
+        self.backend = backend
+        self.worker_id = worker_id
+        self.lease = lease
+        self.interval = interval
+        self.policy = policy
+        self.info = info
+        self._stop_event = threading.Event()
+        self._last_expiry = 0.0
+        # Short-lived results are swept more often, but never more than once a tick.
+        self.expire_every = min(EXPIRE_EVERY, max(interval, (result_expires or EXPIRE_EVERY) / 2))
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                self.tick()
+            except Exception:
+                logger.exception("housekeeping failed; retrying in %.1fs", self.interval)
+
+    def tick(self) -> None:
+        """One round: heartbeat (renews leases), reap expired leases, expire results."""
+        self.broker.heartbeat(self.worker_id, self.lease, self.info())
+        report = self.broker.reap_expired(self.policy)
+        for task_id in report.requeued:
+            logger.warning("task %s: its worker stopped renewing the lease; queued again",
+                           task_id)
+        for task_id in report.failed:
+            logger.error("task %s: its worker stopped renewing the lease; recorded as "
+                         "FAILURE (WorkerLostError)", task_id)
+        now = time.monotonic()
+        if now - self._last_expiry >= self.expire_every:
+            self._last_expiry = now
+            removed = self.backend.expire_results()
+            if removed:
+                logger.info("removed %d expired result(s)", removed)
+
+    def stop(self) -> None:
+        # Its connection is per thread and closes when the thread ends.
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout=10)
+
+
+__all__ = ["Housekeeper"]

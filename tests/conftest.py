@@ -1,0 +1,169 @@
+"""Shared fixtures: a project directory with a task module, and real worker processes."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from liteq._state import reset_current_app
+from liteq.testing import WorkerProcess
+
+#: The task module most behaviour tests use; ``@DB@`` stands for the database path.
+TASKS = '''
+import os
+import time
+from liteq import LiteQ, Task
+
+app = LiteQ(__name__, broker="sqlite:///@DB@")
+
+
+@app.task
+def add(x, y):
+    return x + y
+
+
+class Boom(Exception):
+    pass
+
+
+@app.task
+def boom(message):
+    raise Boom(message)
+
+
+@app.task
+def fail(message):
+    raise ValueError(message)
+
+
+@app.task(bind=True)
+def whoami(self):
+    return {"id": self.request.id, "retries": self.request.retries,
+            "hostname": self.request.hostname, "pid": os.getpid(),
+            "root_id": self.request.root_id, "parent_id": self.request.parent_id}
+
+
+@app.task
+def record(path, value):
+    with open(path, "a") as handle:
+        handle.write(f"{value}\\n")
+    return value
+
+
+@app.task
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task(ignore_result=True)
+def quiet(path):
+    with open(path, "a") as handle:
+        handle.write("ran\\n")
+
+
+@app.task
+def unserializable():
+    return object()
+
+
+class DatabaseTask(Task):
+    _db = None
+
+    @property
+    def db(self):
+        if self._db is None:
+            self._db = {"pid": os.getpid(), "created": time.time_ns()}
+        return self._db
+
+
+@app.task(base=DatabaseTask)
+def connection_info():
+    return connection_info.db
+'''
+
+
+class Project:
+    """A temporary directory with task modules, a database, and worker processes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.db = root / "tasks.db"
+        self.workers: list[WorkerProcess] = []
+        self.module_names: list[str] = []
+        sys.path.insert(0, str(root))
+
+    def module(self, source: str = TASKS, name: str | None = None) -> ModuleType:
+        """Write a module into the project and import it here."""
+        name = name or f"tasks_{uuid.uuid4().hex[:10]}"
+        text = textwrap.dedent(source).replace("@DB@", str(self.db))
+        (self.root / f"{name}.py").write_text(text)
+        importlib.invalidate_caches()
+        self.module_names.append(name)
+        return importlib.import_module(name)
+
+    def worker(self, *args: str, pool: str = "solo", loglevel: str = "info",
+               database: str | None = None, wait: bool = True,
+               env: dict[str, str] | None = None) -> WorkerProcess:
+        """Start ``liteq worker`` on the project's database; wait until it is ready."""
+        log = self.root / f"worker-{len(self.workers)}.log"
+        target = [database or str(self.db)] if database != "" else []
+        worker = WorkerProcess([*target, "-P", pool, "-l", loglevel, *args], cwd=self.root,
+                               log=str(log), env={"PYTHONPATH": _pythonpath(), **(env or {})})
+        self.workers.append(worker)
+        worker.start()
+        if wait:
+            worker.wait_for_output("ready.", timeout=30)
+        return worker
+
+    def run(self, code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run Python code in a fresh interpreter in the project directory."""
+        return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=self.root,
+                              capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "PYTHONPATH": _pythonpath()})
+
+    def liteq(self, *args: str, timeout: float = 60,
+              input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the ``liteq`` command line in the project directory."""
+        return subprocess.run([sys.executable, "-m", "liteq", *args], cwd=self.root,
+                              capture_output=True, text=True, timeout=timeout, input=input,
+                              env={**os.environ, "PYTHONPATH": _pythonpath()})
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        for name in self.module_names:
+            sys.modules.pop(name, None)
+        if str(self.root) in sys.path:
+            sys.path.remove(str(self.root))
+        reset_current_app()
+
+
+def _pythonpath() -> str:
+    here = str(Path(__file__).resolve().parent.parent)
+    existing = os.environ.get("PYTHONPATH")
+    return f"{here}{os.pathsep}{existing}" if existing else here
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    project = Project(tmp_path)
+    try:
+        yield project
+    finally:
+        project.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_current_app() -> Iterator[None]:
+    yield
+    reset_current_app()
