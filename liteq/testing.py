@@ -100,8 +100,10 @@ class WorkerProcess:
     """
 
     def __init__(self, args: Sequence[str], *, cwd: str | os.PathLike[str] | None = None,
-                 env: dict[str, str] | None = None, log: str | None = None) -> None:
+                 env: dict[str, str] | None = None, log: str | None = None,
+                 global_args: Sequence[str] = ()) -> None:
         self.args = list(args)
+        self.global_args = list(global_args)
         self.cwd = os.fspath(cwd) if cwd is not None else None
         self.env = {**os.environ, **(env or {})}
         self.log_path = log
@@ -114,7 +116,7 @@ class WorkerProcess:
         return self.process.pid
 
     def start(self) -> WorkerProcess:
-        command = [sys.executable, "-m", "liteq", "worker", *self.args]
+        command = [sys.executable, "-m", "liteq", *self.global_args, "worker", *self.args]
         if self.log_path:
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(

@@ -113,12 +113,14 @@ class Project:
 
     def worker(self, *args: str, pool: str = "solo", loglevel: str = "info",
                database: str | None = None, wait: bool = True,
-               env: dict[str, str] | None = None) -> WorkerProcess:
+               env: dict[str, str] | None = None,
+               global_args: tuple[str, ...] = ()) -> WorkerProcess:
         """Start ``liteq worker`` on the project's database; wait until it is ready."""
         log = self.root / f"worker-{len(self.workers)}.log"
         target = [database or str(self.db)] if database != "" else []
         worker = WorkerProcess([*target, "-P", pool, "-l", loglevel, *args], cwd=self.root,
-                               log=str(log), env={"PYTHONPATH": _pythonpath(), **(env or {})})
+                               log=str(log), env={"PYTHONPATH": _pythonpath(), **(env or {})},
+                               global_args=global_args)
         self.workers.append(worker)
         worker.start()
         if wait:

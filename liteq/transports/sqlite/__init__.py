@@ -19,6 +19,8 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import peewee as pw
+
 from liteq._clock import boot_id, lease_clock, wall
 from liteq.exceptions import ImproperlyConfigured
 from liteq.messages import Envelope
@@ -373,7 +375,7 @@ class SQLiteTransport(Transport):
         self._ensure_open()
         message = self._models.Message
         query = message.select(
-            message.queue, message.state, self._models.Message.id.count().alias("n")
+            message.queue, message.state, pw.fn.COUNT(message.id).alias("n")
         ).group_by(message.queue, message.state)
         if queues:
             query = query.where(message.queue.in_(list(queues)))

@@ -180,7 +180,7 @@ class Database:
         except sqlite3.DatabaseError as exc:
             if _is_busy(exc):
                 raise
-            raise StorageError(f"{self.path} is not a usable SQLite database: {exc}") from exc
+            raise StorageError(f"{self.path} is not a SQLite database ({exc})") from exc
 
     @property
     def conn(self) -> sqlite3.Connection:

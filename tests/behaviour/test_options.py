@@ -1,0 +1,129 @@
+"""apply_async options against a real worker: countdown, eta, expires, priority, queues."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import liteq
+from liteq.testing import wait_for
+from tests.conftest import Project
+
+
+def _message_states(db: str) -> list[tuple[str, int]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT task_id, state FROM liteq_messages").fetchall()
+
+
+def test_countdown_waits_in_the_database_not_in_the_worker(project: Project) -> None:
+    tasks = project.module()
+    project.worker()
+    sent = time.time()
+    res = tasks.add.apply_async((2, 3), countdown=1.5)
+    # The worker runs, but the message stays a scheduled row until it is due.
+    assert _message_states(str(project.db)) == [(res.id, 2)]
+    assert res.state == "PENDING"
+    assert res.get(timeout=15) == 5
+    assert res.date_done.timestamp() - sent >= 1.4
+
+
+def test_eta_with_aware_and_naive_datetimes(project: Project) -> None:
+    tasks = project.module()
+    project.worker()
+    aware = tasks.add.apply_async((1, 1), eta=datetime.now(timezone.utc) + timedelta(seconds=1))
+    naive = tasks.add.apply_async((2, 2), eta=datetime.now() + timedelta(seconds=1))
+    started = time.time()
+    assert aware.get(timeout=15) == 2
+    assert naive.get(timeout=15) == 4
+    assert time.time() - started >= 0.8
+
+
+def test_countdown_survives_a_worker_restart(project: Project) -> None:
+    tasks = project.module()
+    worker = project.worker()
+    res = tasks.add.apply_async((4, 5), countdown=2)
+    worker.stop()
+    project.worker()
+    assert res.get(timeout=15) == 9
+
+
+def test_expired_task_never_runs_and_ends_revoked(project: Project) -> None:
+    tasks = project.module()
+    marker = project.root / "ran.txt"
+    res = tasks.record.apply_async((str(marker), "x"), expires=0.2)
+    time.sleep(0.4)  # let it expire while no worker runs
+    project.worker()
+    with pytest.raises(liteq.TaskRevokedError, match="expired"):
+        res.get(timeout=10)
+    assert res.state == "REVOKED"
+    assert not marker.exists()
+
+
+def test_expires_as_datetime(project: Project) -> None:
+    tasks = project.module()
+    res = tasks.add.apply_async((1, 2), expires=datetime.now(timezone.utc) - timedelta(1))
+    project.worker()
+    assert res.get(timeout=10, propagate=False).__class__.__name__ == "TaskRevokedError"
+
+
+def test_higher_priority_runs_first_then_arrival_order(project: Project) -> None:
+    tasks = project.module()
+    log = project.root / "order.txt"
+    for value, priority in [("a", 0), ("b", 5), ("c", 9), ("d", 5), ("e", 0)]:
+        tasks.record.apply_async((str(log), value), priority=priority)
+    project.worker("--prefetch-multiplier", "1")
+    wait_for(lambda: log.exists() and len(log.read_text().split()) == 5, 15)
+    assert log.read_text().split() == ["c", "b", "d", "a", "e"]
+
+
+def test_queue_option_and_worker_queue_selection(project: Project) -> None:
+    tasks = project.module()
+    low = tasks.add.apply_async((1, 1), queue="low")
+    default = tasks.add.apply_async((2, 2))
+    project.worker("-Q", "low")
+    assert low.get(timeout=10) == 2
+    time.sleep(0.3)
+    assert default.state == "PENDING"  # nobody consumes "celery"
+    project.worker("-Q", "celery,low")
+    assert default.get(timeout=10) == 4
+
+
+def test_task_level_options(project: Project) -> None:
+    tasks = project.module(
+        """
+        from liteq import LiteQ
+        app = LiteQ(__name__, broker="sqlite:///@DB@")
+
+        @app.task(name="custom.name", queue="special", ignore_result=False, serializer="json")
+        def named(x):
+            return x * 2
+        """
+    )
+    assert tasks.named.name == "custom.name"
+    res = tasks.named.delay(21)
+    assert _message_states(str(project.db))[0][0] == res.id
+    project.worker("-Q", "special", "-A", tasks.__name__, database="")
+    assert res.get(timeout=10) == 42
+
+
+def test_send_task_by_name_and_task_id(project: Project) -> None:
+    tasks = project.module()
+    project.worker()
+    res = tasks.app.send_task(f"{tasks.__name__}.add", args=(3, 4), task_id="my-id-1")
+    assert res.id == "my-id-1"
+    assert res.get(timeout=10) == 7
+    assert tasks.app.AsyncResult("my-id-1").result == 7
+
+
+def test_headers_and_request_context(project: Project) -> None:
+    tasks = project.module()
+    project.worker("-n", "w1@%h")
+    res = tasks.whoami.apply_async(headers={"trace": "abc"})
+    info = res.get(timeout=10)
+    assert info["id"] == res.id
+    assert info["retries"] == 0
+    assert info["hostname"].startswith("w1@")
+    assert info["root_id"] == res.id and info["parent_id"] is None
