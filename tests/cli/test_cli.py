@@ -130,3 +130,12 @@ def test_loglevel_names_any_case() -> None:
     assert loglevel_type("info") == loglevel_type("INFO") == 20
     with pytest.raises(click.BadParameter):
         loglevel_type("verbose")
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_is_documented_in_the_readme(name: str) -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    assert f"`liteq {name}" in section, f"README's Command line section lacks liteq {name}"
