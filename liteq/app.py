@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from liteq import _state, serialization, signals
 from liteq.config import Settings, load_object, seconds
 from liteq.exceptions import ImproperlyConfigured, OperationalError
-from liteq.messages import Envelope, Message, origin
+from liteq.messages import Envelope, Message, new_id, origin
 from liteq.registry import TaskFinder, TaskRegistry
 from liteq.result import AsyncResult, GroupResult
 from liteq.routing import Queue, bound_queues, build_routers, queues_from_setting, route_options
@@ -491,7 +491,7 @@ class LiteQ:
         if parent is not None and parent.id is not None:
             parent_id = parent_id or parent.id
             root_id = root_id or parent.root_id or parent.id
-        task_id = task_id or str(uuid.uuid4())
+        task_id = task_id or new_id()
         options: dict[str, Any] = {}
         for key, value in (("link", link), ("link_error", link_error), ("chain", chain)):
             if value:

@@ -136,7 +136,9 @@ OPTIONS: dict[str, Option] = {
     "worker_pool": _o("prefork", "CELERYD_POOL"),
     "worker_pool_start_method": _o(None, "CELERYD_POOL_START_METHOD",
                                    doc="fork, forkserver or spawn (default: Python's)"),
-    "worker_prefetch_multiplier": _o(4, "CELERYD_PREFETCH_MULTIPLIER"),
+    "worker_prefetch_multiplier": _o(16, "CELERYD_PREFETCH_MULTIPLIER",
+                                     doc="most tasks a pool process claims ahead (Celery: "
+                                         "4); fewer when tasks take long"),
     "worker_max_tasks_per_child": _o(None, "CELERYD_MAX_TASKS_PER_CHILD"),
     "worker_max_memory_per_child": _o(None, "CELERYD_MAX_MEMORY_PER_CHILD"),
     "worker_disable_rate_limits": _o(False, "CELERY_DISABLE_RATE_LIMITS"),

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
+import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -233,9 +235,23 @@ def iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat()
 
 
+def new_id() -> str:
+    """A new task id: a UUID (version 7) that sorts by creation time.
+
+    Task ids key the results table and an index of the messages table; time-ordered ids
+    land on the same few B-tree pages instead of random ones, which keeps each commit
+    small. They are ordinary UUID strings, as Celery's are.
+    """
+    unix_ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (unix_ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
+    value |= 0b10 << 62 | (rand & 0x3FFF_FFFF_FFFF_FFFF)
+    return str(uuid.UUID(int=value))
+
+
 def origin() -> str:
     """This process, as Celery names a message's origin: ``gen<pid>@<host>``."""
     return f"gen{os.getpid()}@{socket.gethostname()}"
 
 
-__all__ = ["PROTOCOL_VERSION", "Envelope", "Message", "iso", "origin", "to_timestamp"]
+__all__ = ["PROTOCOL_VERSION", "Envelope", "Message", "iso", "new_id", "origin", "to_timestamp"]

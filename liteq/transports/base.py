@@ -48,6 +48,14 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseRef:
+    """Just a lease (message key and token), as a supervisor knows it."""
+
+    key: Any
+    token: Any
+
+
+@dataclass(frozen=True, slots=True)
 class ResultRecord:
     """A task's state and result as stored: the payload is serialized by the caller."""
 
@@ -76,7 +84,7 @@ class Settlement:
     (a prefetched task returned at shutdown).
     """
 
-    delivery: Delivery
+    delivery: Delivery | LeaseRef
     result: ResultRecord | None = None
     publish: tuple[Envelope, ...] = ()
     release: bool = False
@@ -216,15 +224,22 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def extend_leases(self, worker_id: str, lease_seconds: float) -> int:
-        """Renew every lease held by ``worker_id``; returns how many."""
+        """Renew every lease held by ``worker_id`` or its pool processes
+        (``worker_id + "/N"``); returns how many."""
 
     @abc.abstractmethod
     def reap_expired(self, policy: LostTaskPolicy) -> ReapReport:
         """Apply ``policy`` to every message whose lease has run out."""
 
     @abc.abstractmethod
-    def lose(self, deliveries: Sequence[Delivery], policy: LostTaskPolicy) -> ReapReport:
-        """Apply ``policy`` now to deliveries whose process died while running them."""
+    def lose(self, leases: Sequence[LeaseRef | Delivery], policy: LostTaskPolicy) -> ReapReport:
+        """Apply ``policy`` now to leases whose process died while running them (a lease
+        no longer held is skipped)."""
+
+    @abc.abstractmethod
+    def release_worker(self, worker_id: str) -> int:
+        """Put back, without counting a delivery, every lease ``worker_id`` still holds
+        (a pool process that died before starting them)."""
 
     @abc.abstractmethod
     def next_eta(self, queues: Sequence[str]) -> float | None:
@@ -301,6 +316,7 @@ class Transport(abc.ABC):
 
 __all__ = [
     "Delivery",
+    "LeaseRef",
     "Listener",
     "LostTaskPolicy",
     "QueueDepth",

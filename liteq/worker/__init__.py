@@ -29,15 +29,15 @@ from liteq.worker.consumer import Consumer
 from liteq.worker.housekeeping import Housekeeper
 from liteq.worker.pool import Pool, PoolOptions, SoloPool, ThreadPool
 from liteq.worker.spec import AppSpec
-from liteq.worker.supervisor import PreforkPool
+from liteq.worker.supervisor import ChildOptions, Supervisor
 
 if TYPE_CHECKING:
     from liteq.app import LiteQ
 
 logger = logging.getLogger("liteq.worker")
 
-POOLS: dict[str, type[Pool]] = {"prefork": PreforkPool, "threads": ThreadPool,
-                                "solo": SoloPool}
+#: The pools that run in the worker's own process (prefork is the Supervisor's).
+POOLS: dict[str, type[Pool]] = {"threads": ThreadPool, "solo": SoloPool}
 EXIT_OK, EXIT_FAILURE = 0, 1
 
 
@@ -95,7 +95,7 @@ class Worker:
         conf = app.conf
         self.hostname = expand_nodename(options.nodename)
         self.pool_name = (options.pool or conf.worker_pool or "prefork").lower()
-        if self.pool_name not in POOLS:
+        if self.pool_name not in (*POOLS, "prefork"):
             raise ImproperlyConfigured(
                 f"unknown pool {self.pool_name!r}: choose prefork, threads or solo"
             )
@@ -113,8 +113,7 @@ class Worker:
         self.heartbeat_interval = float(interval) if interval else min(10.0, max(0.2, self.lease / 6))
         self.worker_id = f"{self.hostname}:{os.getpid()}:{secrets.token_hex(3)}"
         self.policy = self._lost_policy()
-        self.consumer: Consumer | None = None
-        self.pool: Pool | None = None
+        self._runner: Consumer | Supervisor | None = None
         self.exit_code = EXIT_OK
         self._signals_seen = 0
 
@@ -172,9 +171,6 @@ class Worker:
         broker.open()
         if app.backend is not broker:
             app.backend.open()
-        self.pool = POOLS[self.pool_name](app, self.spec, self.concurrency, self._pool_options())
-        self.consumer = Consumer(app, self.pool, self.queues, self.worker_id,
-                                 capacity=self.capacity, lease=self.lease, policy=self.policy)
         broker.register_worker(WorkerInfo(
             id=self.worker_id, hostname=self.hostname, pid=os.getpid(), queues=tuple(self.queues),
             concurrency=self.concurrency, pool=self.pool_name, started_at=time.time(),
@@ -182,85 +178,108 @@ class Worker:
         housekeeper = Housekeeper(broker, app.backend, self.worker_id, lease=self.lease,
                                   interval=self.heartbeat_interval, policy=self.policy,
                                   info=self._info, result_expires=app.result_expires)
-        self._install_signals()
+        signal_fd = self._install_signals()
         try:
-            self.pool.start()
             housekeeper.start()
-            if self.options.banner:
-                self._print_banner()
-            signals.worker_ready.send(sender=self)
-            logger.info("%s ready.", self.hostname)
-            self._loop()
+            if self.pool_name == "prefork":
+                self._run_prefork(signal_fd)
+            else:
+                self._run_in_process(signal_fd)
         finally:
-            self._shutdown(housekeeper)
+            housekeeper.stop()
+            broker.unregister_worker(self.worker_id)
+            signals.worker_shutdown.send(sender=self)
+            logger.warning("%s shutdown complete (%s).", self.hostname,
+                           "cold" if self.exit_code else "warm")
         return self.exit_code
 
-    def _loop(self) -> None:
-        assert self.consumer is not None
+    def _ready(self) -> None:
+        if self.options.banner:
+            self._print_banner()
+        signals.worker_ready.send(sender=self)
+        logger.info("%s ready.", self.hostname)
+
+    def _run_prefork(self, signal_fd: int) -> None:
+        options = ChildOptions(worker_id=self.worker_id, queues=tuple(self.queues),
+                               capacity=self.capacity // self.concurrency, lease=self.lease,
+                               policy=self.policy, pool=self._pool_options())
+        supervisor = Supervisor(self.app, self.spec, self.concurrency, options,
+                                start_method=options.pool.start_method)
+        self._runner = supervisor
+        supervisor.watch(signal_fd, lambda: _drain(signal_fd))
+        supervisor.start()
+        self._ready()
+        supervisor.run()
+
+    def _run_in_process(self, signal_fd: int) -> None:
+        pool = POOLS[self.pool_name](self.app, self.spec, self.concurrency, self._pool_options())
+        consumer = Consumer(self.app, pool, self.queues, self.worker_id,
+                            capacity=self.capacity, lease=self.lease, policy=self.policy)
+        self._runner = consumer
+        consumer.watch(signal_fd, lambda: _drain(signal_fd))
+        pool.start()
+        self._ready()
         try:
-            self.consumer.run()
+            consumer.run()
         except ColdShutdown:
             pass
-
-    def _shutdown(self, housekeeper: Housekeeper) -> None:
-        consumer, pool = self.consumer, self.pool
-        assert consumer is not None and pool is not None
-        cold = consumer.stopping == "cold"
-        signals.worker_shutting_down.send(sender=self.hostname, sig=None, how=consumer.stopping,
-                                          exitcode=self.exit_code)
         try:
             consumer.return_prefetched()
-            finished = pool.stop(cold=cold)
+            finished = pool.stop(cold=consumer.stopping == "cold")
             interrupted = sum(1 for item in finished if item.outcome is None)
             if interrupted:
                 logger.warning("cold shutdown interrupted %d running task(s); they follow "
                                "the lease rules (run again with acks_late, else FAILURE)",
                                interrupted)
-            consumer.settle_final(finished)
+            consumer.finish(finished)
         finally:
-            housekeeper.stop()
             consumer.close()
-            self.app.broker.unregister_worker(self.worker_id)
-            signals.worker_shutdown.send(sender=self)
-            logger.warning("%s shutdown complete (%s).", self.hostname,
-                           "cold" if cold else "warm")
 
     def _info(self) -> dict[str, Any]:
-        consumer = self.consumer
-        if consumer is None:
-            return {}
-        return {"processed": consumer.processed, "active": len(consumer.pool.running()),
-                "prefetched": len(consumer.buffer), "pool": self.pool_name}
+        runner = self._runner
+        info: dict[str, Any] = {"pool": self.pool_name}
+        if isinstance(runner, Supervisor):
+            info.update(runner.info())
+        elif isinstance(runner, Consumer):
+            info.update(processed=runner.processed, active=len(runner.pool.running()),
+                        prefetched=len(runner.buffer))
+        return info
 
     # -- signals ---------------------------------------------------------------------
 
-    def _install_signals(self) -> None:
+    def _install_signals(self) -> int:
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         os.set_blocking(write_fd, False)
         signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        assert self.consumer is not None
-        self.consumer.add_signal_fd(read_fd)
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGQUIT, self._on_cold_signal)
+        return read_fd
 
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
         self._signals_seen += 1
-        if self._signals_seen == 1:
-            print(f"worker: Warm shutdown ({signal.Signals(signum).name}): finishing "
-                  "running tasks; press Ctrl-C again to stop now", file=sys.stderr)
-            assert self.consumer is not None
-            self.consumer.stop("warm")
-        else:
+        if self._signals_seen > 1:
             self._on_cold_signal(signum, frame)
+            return
+        print(f"worker: Warm shutdown ({signal.Signals(signum).name}): finishing running "
+              "tasks; press Ctrl-C again to stop now", file=sys.stderr, flush=True)
+        signals.worker_shutting_down.send(sender=self.hostname, sig=signum, how="warm",
+                                          exitcode=EXIT_OK)
+        if self._runner is not None:
+            self._runner.stop("warm")
 
     def _on_cold_signal(self, signum: int, frame: Any) -> None:
-        print(f"worker: Cold shutdown ({signal.Signals(signum).name})", file=sys.stderr)
-        assert self.consumer is not None
-        self.consumer.stop("cold")
+        print(f"worker: Cold shutdown ({signal.Signals(signum).name})", file=sys.stderr,
+              flush=True)
         self.exit_code = EXIT_FAILURE
-        if self.pool_name == "solo" and self.consumer.pool.running():
+        signals.worker_shutting_down.send(sender=self.hostname, sig=signum, how="cold",
+                                          exitcode=EXIT_FAILURE)
+        runner = self._runner
+        if runner is None:
+            return
+        runner.stop("cold")
+        if isinstance(runner, Consumer) and self.pool_name == "solo" and runner.pool.running():
             raise ColdShutdown()
 
     # -- banner ----------------------------------------------------------------------
@@ -278,6 +297,15 @@ class Worker:
                                 "imported on first use" if self.spec.import_on_demand else "none"),
         ]
         print("\n".join(lines), flush=True)
+
+
+def _drain(fd: int) -> None:
+    """Empty the signal wake-up pipe (the handlers already ran)."""
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
 
 
 __all__ = ["ColdShutdown", "Worker", "WorkerOptions", "expand_nodename"]

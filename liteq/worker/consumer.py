@@ -1,14 +1,18 @@
-"""The worker's main loop: settle and claim, dispatch, wait.
+"""The consumer loop: claim a batch, run it, settle it grouped.
 
+It runs in the worker's main process for the ``solo`` and ``threads`` pools, and in
+every ``prefork`` child (with a solo pool), so there is one loop to reason about.
 One iteration::
 
-    collect finished tasks (and supervise the pool)
-    -> settle them and claim up to the free capacity, in one transaction
-    -> hand claimed tasks to free pool slots
-    -> sleep until a task finishes, a wake-up arrives, an eta comes due, or a signal
+    collect finished tasks
+    -> when due, settle them and claim up to the free capacity, in one transaction
+    -> start claimed tasks on free pool slots
+    -> sleep until a task finishes, a wake-up arrives, an eta or a settle comes due
 
-Heartbeats, lease renewal and reaping run beside it (``housekeeping.py``), so a long
-task in the solo pool never lets its lease run out. The clock is injectable.
+Finished tasks are settled together, so a batch of short tasks costs one transaction,
+but never later than ``SETTLE_AFTER`` (a long task's result is stored as it finishes).
+Heartbeats and lease renewal run beside the loop (``housekeeping.py``). The clock is
+injectable.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import selectors
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from liteq.execute import IGNORED, REJECTED
 from liteq.states import FAILURE, RETRY, REVOKED, SUCCESS
@@ -33,17 +37,44 @@ task_logger = logging.getLogger("liteq.worker.task")
 
 #: Longest sleep when idle; wake-ups usually end it far sooner.
 IDLE_WAIT = 2.0
+#: Longest a finished task waits for others to share its settling transaction.
+SETTLE_AFTER = 0.002
+#: Claim about this much work at once (seconds of task runtime), within the free
+#: capacity: tiny tasks are claimed by the dozen (one transaction for many), long ones
+#: one at a time (so a slow task never hides others from idle processes).
+CLAIM_WINDOW = 0.02
 #: After a wake-up that found nothing (a publish not yet committed), look again at these
 #: delays (seconds).
 RECHECKS = (0.005, 0.05, 0.5)
 
 
+class Tracker(Protocol):
+    """Tells a supervisor which leases a pool process may have started."""
+
+    def started(self, delivery: Delivery) -> None: ...
+
+    def finished(self, delivery: Delivery) -> None: ...
+
+    def settled(self, deliveries: Sequence[Delivery]) -> None: ...
+
+
+class _NoTracker:
+    def started(self, delivery: Delivery) -> None:
+        pass
+
+    def finished(self, delivery: Delivery) -> None:
+        pass
+
+    def settled(self, deliveries: Sequence[Delivery]) -> None:
+        pass
+
+
 class Consumer:
-    """Claims tasks for one worker and feeds them to its pool.
+    """Claims tasks for one process and feeds them to its pool.
 
     Example:
-        >>> consumer = Consumer(app, pool, ["celery"], "w1@host", capacity=8, lease=60,
-        ...                     policy=policy)  # doctest: +SKIP
+        >>> consumer = Consumer(app, pool, ["celery"], "w1@host:1:ab", capacity=8,
+        ...                     lease=60, policy=policy)  # doctest: +SKIP
         >>> consumer.run()  # until stop("warm") or stop("cold")  # doctest: +SKIP
     """
 
@@ -57,6 +88,7 @@ class Consumer:
         capacity: int,
         lease: float,
         policy: LostTaskPolicy,
+        tracker: Tracker | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
@@ -67,11 +99,19 @@ class Consumer:
         self.capacity = capacity
         self.lease = lease
         self.policy = policy
+        self.tracker = tracker or _NoTracker()
         self.clock = clock
         self.buffer: deque[Delivery] = deque()
+        self.finished: list[Finished] = []
         self.stopping: str | None = None
         self.processed = 0
+        #: stop (warm) after this many tasks, or when this returns True (recycling)
+        self.max_tasks: int | None = None
+        self.recycle_when: Callable[[], bool] | None = None
+        self._first_finished = 0.0
+        self._runtime: float | None = None  # moving average of task run time
         self._selector = selectors.DefaultSelector()
+        self._handlers: dict[int, Callable[[], None]] = {}
         self._pool_fds: set[int] = set()
         self._pool_generation = -1
         self._listener = self.transport.listen(self.queues)
@@ -83,15 +123,15 @@ class Consumer:
     # -- the loop --------------------------------------------------------------------
 
     def run(self) -> None:
-        """Loop until a cold stop, or a warm stop once running tasks have finished."""
+        """Loop until a cold stop, or a warm stop once running tasks have settled."""
         while not self._done():
             self.step()
 
     def step(self, now: float | None = None) -> None:
         """One iteration of the loop (tests drive it with their own clock)."""
         now = self.clock() if now is None else now
-        finished = self.pool.collect() + self.pool.check(now)
-        self._settle_and_claim(finished, now)
+        self._collect(now)
+        self._settle_and_claim(now)
         self._dispatch()
         self._wait(now)
 
@@ -99,46 +139,83 @@ class Consumer:
         """``"warm"``: stop claiming, finish running tasks. ``"cold"``: stop now."""
         self.stopping = how if self.stopping != "cold" else "cold"
 
-    def add_signal_fd(self, fd: int) -> None:
-        """Wake the loop when ``fd`` becomes readable (the signal self-pipe)."""
-        self._selector.register(fd, selectors.EVENT_READ, "signal")
+    def watch(self, fd: int, handler: Callable[[], None]) -> None:
+        """Call ``handler`` when ``fd`` becomes readable (signal and control pipes)."""
+        self._handlers[fd] = handler
+        self._selector.register(fd, selectors.EVENT_READ, "handler")
 
     def _done(self) -> bool:
         if self.stopping == "cold":
             return True
-        return self.stopping == "warm" and not self.pool.running() and not self.buffer
+        return (self.stopping == "warm" and not self.pool.running() and not self.buffer
+                and not self.finished)
 
     # -- settling and claiming -------------------------------------------------------
+
+    def _collect(self, now: float) -> None:
+        finished = self.pool.collect()
+        if finished:
+            for item in finished:
+                self.tracker.finished(item.delivery)
+            if not self.finished:
+                self._first_finished = now
+            self.finished.extend(finished)
+
+    def _held(self) -> int:
+        return len(self.buffer) + len(self.pool.running()) + len(self.finished)
 
     def _free_capacity(self) -> int:
         if self.stopping:
             return 0
-        return max(0, self.capacity - len(self.buffer) - len(self.pool.running()))
+        return max(0, self.capacity - self._held())
 
-    def _settle_and_claim(self, finished: list[Finished], now: float) -> None:
+    def _claim_limit(self) -> int:
+        """How many to claim: the free capacity, less when tasks take long."""
+        free = self._free_capacity()
+        idle = self.pool.free() if not self.buffer else 0
+        if self._runtime is None:
+            return min(free, max(1, idle))  # learn how long tasks take first
+        batch = int(CLAIM_WINDOW / max(self._runtime, 1e-6))
+        return min(free, max(1, idle, batch))
+
+    def _settle_due(self, now: float) -> bool:
+        if not self.finished:
+            return False
+        idle = not self.buffer and not self.pool.running()
+        return (idle or self.stopping is not None or len(self.finished) >= self.capacity
+                or now - self._first_finished >= SETTLE_AFTER)
+
+    def _settle_and_claim(self, now: float) -> None:
+        finished: list[Finished] = []
+        if self._settle_due(now):
+            finished, self.finished = self.finished, []
         settlements, lost = self._settlements(finished)
         if lost:
             report = self.transport.lose(lost, self.policy)
             _log_lost(report.requeued, report.failed)
-        limit = self._free_capacity() if self._claim_due(now) else 0
+        limit = self._claim_limit() if self._claim_due(now) else 0
         if not settlements and limit == 0:
+            if finished:
+                self.tracker.settled([item.delivery for item in finished])
             return
         accepted, claimed = self.transport.settle_and_claim(
             settlements, self.queues, limit, self.worker_id, self.lease
         )
-        for settlement, ok in zip(settlements, accepted):
+        self.tracker.settled([item.delivery for item in finished])
+        for settlement, ok in zip(settlements, accepted, strict=True):
             if not ok and not settlement.release:
                 logger.warning("lease of %s[%s] was lost (taken over after it expired); "
                                "its outcome is discarded", settlement.delivery.task_name,
                                settlement.delivery.task_id)
         self.buffer.extend(claimed)
-        self._want_claim = limit > 0 and len(claimed) == limit
-        if limit > 0 and not claimed and self._next_eta is None:
-            self._next_eta = self.transport.next_eta(self.queues)
+        if limit > 0:
+            self._want_claim = len(claimed) == limit
+            if not claimed and self._next_eta is None:
+                self._next_eta = self.transport.next_eta(self.queues)
+        self._check_recycling()
 
     def _claim_due(self, now: float) -> bool:
-        wall = time.time()
-        if self._next_eta is not None and wall >= self._next_eta:
+        if self._next_eta is not None and time.time() >= self._next_eta:
             self._next_eta = None
             return True
         if self._rechecks and now >= self._rechecks[0]:
@@ -147,8 +224,7 @@ class Consumer:
         return self._want_claim
 
     def _settlements(self, finished: list[Finished]) -> tuple[list[Settlement], list[Delivery]]:
-        settlements, lost = [], []
-        records = []
+        settlements, lost, records = [], [], []
         separate_results = not self.app.results_with_broker
         for item in finished:
             self.processed += 1
@@ -158,6 +234,9 @@ class Consumer:
                 continue
             _log_outcome(item.delivery, outcome.state, outcome.runtime, outcome.summary,
                          outcome.record.traceback if outcome.record else None)
+            runtime = outcome.runtime
+            self._runtime = runtime if self._runtime is None else \
+                0.8 * self._runtime + 0.2 * runtime
             record = outcome.record
             if separate_results and record is not None:
                 records.append(record)
@@ -170,16 +249,23 @@ class Consumer:
             self._want_claim = True
         return settlements, lost
 
+    def _check_recycling(self) -> None:
+        if self.stopping:
+            return
+        if (self.max_tasks and self.processed >= self.max_tasks) or \
+                (self.recycle_when is not None and self.recycle_when()):
+            self.stop("warm")
+
     # -- dispatching and waiting -----------------------------------------------------
 
     def _dispatch(self) -> None:
-        while self.buffer and self.pool.free() > 0:
-            self.pool.dispatch(self.buffer.popleft())
+        while self.buffer and self.pool.free() > 0 and self.stopping != "cold":
+            delivery = self.buffer.popleft()
+            self.tracker.started(delivery)
+            self.pool.dispatch(delivery)
         self._sync_pool_fds()
 
     def _sync_pool_fds(self) -> None:
-        # A respawned child may reuse a closed descriptor's number: compare generations,
-        # not numbers, and register everything again when the pool changed.
         if self.pool.generation == self._pool_generation:
             return
         for fd in self._pool_fds:
@@ -190,16 +276,17 @@ class Consumer:
         self._pool_generation = self.pool.generation
 
     def _timeout(self, now: float) -> float:
-        if self.pool.has_results() or (self._want_claim and self._free_capacity() > 0):
+        if self.pool.has_results() or (self.buffer and self.pool.free() > 0):
+            return 0.0
+        if self._want_claim and self._free_capacity() > 0:
             return 0.0
         timeout = IDLE_WAIT
+        if self.finished:
+            timeout = min(timeout, max(0.0, self._first_finished + SETTLE_AFTER - now))
         if self._next_eta is not None:
             timeout = min(timeout, max(0.0, self._next_eta - time.time()))
         if self._rechecks:
             timeout = min(timeout, max(0.0, self._rechecks[0] - now))
-        deadline = self.pool.next_deadline()
-        if deadline is not None:
-            timeout = min(timeout, max(0.0, deadline - now))
         return timeout
 
     def _wait(self, now: float) -> None:
@@ -211,11 +298,16 @@ class Consumer:
                 self._want_claim = True
                 self._next_eta = None
                 self._rechecks = [now + delay for delay in RECHECKS]
+            elif key.data == "handler":
+                self._handlers[key.fd]()
 
-    def settle_final(self, finished: list[Finished]) -> None:
-        """Settle what the pool handed back while stopping (lost tasks included)."""
-        if finished:
-            self._settle_and_claim(finished, self.clock())
+    # -- stopping --------------------------------------------------------------------
+
+    def finish(self, finished: list[Finished]) -> None:
+        """Settle what is left: collected outcomes and what the pool handed back."""
+        self.finished.extend(finished)
+        self.stopping = self.stopping or "warm"
+        self._settle_and_claim(self.clock())
 
     def return_prefetched(self) -> None:
         """Give back claimed tasks that never started, without counting a delivery."""
@@ -257,4 +349,4 @@ def _log_lost(requeued: list[str], failed: list[str]) -> None:
                      "(WorkerLostError)", task_id)
 
 
-__all__ = ["Consumer"]
+__all__ = ["Consumer", "Tracker"]

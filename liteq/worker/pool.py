@@ -117,8 +117,11 @@ class SoloPool(Pool):
 
     name = "solo"
 
-    def __init__(self, app: LiteQ, spec: AppSpec, concurrency: int, options: PoolOptions):
+    def __init__(self, app: LiteQ, spec: AppSpec, concurrency: int, options: PoolOptions,
+                 *, hard_limit_in_process: bool = True) -> None:
         super().__init__(app, spec, 1, options)
+        #: raise TimeLimitExceeded in the task (a prefork child's supervisor kills instead)
+        self.hard_limit_in_process = hard_limit_in_process
         self._done: list[Finished] = []
         self._current: Delivery | None = None
 
@@ -129,7 +132,7 @@ class SoloPool(Pool):
         # A cold shutdown interrupts the task by raising out of here: _current stays set
         # so stop() reports the task as lost.
         self._current = delivery
-        outcome = self.run(delivery, hard_limit=True)
+        outcome = self.run(delivery, hard_limit=self.hard_limit_in_process)
         self._current = None
         self._done.append(Finished(delivery, outcome))
 

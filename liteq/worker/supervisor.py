@@ -1,63 +1,152 @@
-"""The prefork pool: child processes that run tasks, supervised by the main process.
+"""The prefork pool: child processes that each run the consumer loop, supervised.
 
-The main process claims tasks and hands each to an idle child over a pipe (so a free
-child always takes the next task, and prefetched tasks stay with the main process,
-leased, never hidden in a busy child). Children are started with an :class:`AppSpec`
-and plain options, never live objects, and open their own database connections, so the
-pool works with the ``fork``, ``forkserver`` and ``spawn`` start methods.
+Each child claims its own batches (up to ``worker_prefetch_multiplier`` tasks), runs
+them, and settles them grouped, in its own connection: no task travels over a pipe.
+The main process supervises through one small shared-memory *slot* per child, where the
+child writes which leases it may have started and what runs now (a seqlock keeps reads
+consistent). With it the main process:
 
-The main process supervises: it kills a child that runs past a task's hard time limit
-(the task is recorded as FAILURE with ``TimeLimitExceeded``), notices a child that died
-(its task is *lost*: run again when ``acks_late``, else FAILURE with
-``WorkerLostError``), and replaces children that reach ``max_tasks_per_child`` or
-``max_memory_per_child``.
+* kills a child that runs past a task's hard time limit and records that task as
+  FAILURE with ``TimeLimitExceeded``;
+* notices a child that died: the leases it had started are *lost* (run again when
+  ``acks_late``, else FAILURE with ``WorkerLostError``); the ones it never started go
+  back to the queue uncounted;
+* replaces children that exit at ``max_tasks_per_child`` / ``max_memory_per_child``;
+* stops them warm (finish, return prefetched tasks) or cold (kill).
 
-Pipe protocol, one framed message each: main -> child: a delivery, or ``b""`` (stop);
-child -> main: ``b"R"`` (ready), ``b"O" + outcome``, ``b"E" + error text`` (cannot start).
+Children are started with an :class:`AppSpec` and plain options, never live objects,
+and open their own database connections, so ``fork``, ``forkserver`` and ``spawn`` all
+work. Each child's leases carry the worker's id plus ``/<index>``, so the main process
+renews them all with one statement.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import logging
+import marshal
 import multiprocessing
 import os
 import resource
+import selectors
 import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from liteq import serialization, signals
 from liteq.exceptions import TimeLimitExceeded
-from liteq.execute import Outcome, run_delivery
 from liteq.result import exception_info
 from liteq.states import FAILURE
-from liteq.transports.base import Delivery
-from liteq.worker import wire
-from liteq.worker.pool import Finished, Pool, PoolOptions
+from liteq.transports.base import Delivery, LeaseRef, LostTaskPolicy, Settlement
+from liteq.worker.consumer import Consumer
+from liteq.worker.pool import PoolOptions, SoloPool
 
 if TYPE_CHECKING:
     from liteq.app import LiteQ
     from liteq.worker.spec import AppSpec
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("liteq.worker")
 
 #: Children that die this many times in a row before becoming ready stop the worker.
 MAX_FAILED_STARTS = 3
-#: Seconds a stopping child gets to exit before it is killed.
+#: Seconds to wait for a child that has exited (or was killed) to be reaped.
 STOP_GRACE = 10.0
+#: Longest the supervisor sleeps between checks.
+CHECK_EVERY = 1.0
 
 _PR_SET_PDEATHSIG = 1
+_LEASES_BYTES = 8192
 
 
 class PoolStartError(RuntimeError):
     """Children cannot start (the app or its tasks fail to import)."""
 
 
+class Slot(ctypes.Structure):
+    """What a child tells the supervisor, in shared memory."""
+
+    _fields_ = [
+        ("seq", ctypes.c_uint64),  # odd while the child writes (seqlock)
+        ("ready", ctypes.c_uint8),
+        ("running", ctypes.c_uint8),
+        ("processed", ctypes.c_uint64),
+        ("started_at", ctypes.c_double),  # time.monotonic() (host-wide on Linux)
+        ("hard_limit", ctypes.c_double),  # seconds; 0: none
+        ("leases_size", ctypes.c_uint32),
+        ("task_id", ctypes.c_char * 100),  # of the running task
+        ("task_name", ctypes.c_char * 200),
+        ("leases", ctypes.c_char * _LEASES_BYTES),  # marshal: [(key, token), ...]
+    ]
+
+
+_LEASES_OFFSET = Slot.leases.offset  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class ChildOptions:
+    """Everything a child needs besides the app spec (plain, picklable values)."""
+
+    worker_id: str
+    queues: tuple[str, ...]
+    capacity: int
+    lease: float
+    policy: LostTaskPolicy
+    pool: PoolOptions
+
+
 # -- the child -----------------------------------------------------------------------
+
+
+class SlotWriter:
+    """The child's side of its slot: a :class:`~liteq.worker.consumer.Tracker`."""
+
+    def __init__(self, slot: Slot, default_hard_limit: float | None) -> None:
+        self.slot = slot
+        self.default_hard_limit = default_hard_limit or 0.0
+        self.leases: list[tuple[Any, Any]] = []
+        self._address = ctypes.addressof(slot)
+
+    def _write_leases(self) -> None:
+        blob = marshal.dumps(self.leases)
+        if len(blob) > _LEASES_BYTES:  # cannot happen with a sane prefetch; stay correct
+            blob = marshal.dumps(self.leases[-64:])
+        ctypes.memmove(self._address + _LEASES_OFFSET, blob, len(blob))
+        self.slot.leases_size = len(blob)
+
+    def started(self, delivery: Delivery) -> None:
+        slot = self.slot
+        slot.seq += 1
+        self.leases.append((delivery.key, delivery.token))
+        self._write_leases()
+        slot.hard_limit = _hard_limit(delivery) or self.default_hard_limit
+        slot.task_id = delivery.task_id.encode()[:99]
+        slot.task_name = delivery.task_name.encode()[:199]
+        slot.started_at = time.monotonic()
+        slot.running = 1
+        slot.seq += 1
+
+    def finished(self, delivery: Delivery) -> None:
+        slot = self.slot
+        slot.seq += 1
+        slot.running = 0
+        slot.processed += 1
+        slot.seq += 1
+
+    def settled(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        done = {(d.key, d.token) for d in deliveries}
+        slot = self.slot
+        slot.seq += 1
+        self.leases = [lease for lease in self.leases if lease not in done]
+        self._write_leases()
+        slot.seq += 1
 
 
 def _die_with_parent() -> None:
@@ -69,54 +158,54 @@ def _die_with_parent() -> None:
         pass
 
 
-def child_main(spec: AppSpec, inbox: Connection, outbox: Connection, index: int,
-               options: PoolOptions, parent_pid: int) -> None:
-    """A prefork child: run tasks from ``inbox`` until told to stop or recycled."""
+def child_main(spec: AppSpec, control: Connection, report: Connection, index: int,
+               slot: Slot, options: ChildOptions, parent_pid: int) -> None:
+    """A prefork child: run the consumer loop until told to stop or recycled."""
     _die_with_parent()
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
     # The main process decides about shutdown; Ctrl-C reaches the whole process group.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    pool_options = options.pool
     if multiprocessing.get_start_method(allow_none=True) != "fork" or not logging.root.handlers:
-        logging.basicConfig(level=options.loglevel, format=options.logformat, stream=sys.stderr)
+        logging.basicConfig(level=pool_options.loglevel, format=pool_options.logformat,
+                            stream=sys.stderr)
     try:
         app = spec.load()
         app.finalize()
         for transport in {id(t): t for t in (app.broker, app.backend)}.values():
             transport.after_fork()
-        find_task = app.task_finder(import_on_demand=spec.import_on_demand)
+        pool = SoloPool(app, spec, 1, pool_options, hard_limit_in_process=False)
+        tracker = SlotWriter(slot, pool_options.time_limit)
+        consumer = Consumer(app, pool, options.queues, f"{options.worker_id}/{index}",
+                            capacity=options.capacity, lease=options.lease,
+                            policy=options.policy, tracker=tracker)
         signals.worker_process_init.send(sender=None)
     except BaseException as exc:
-        outbox.send_bytes(b"E" + f"{type(exc).__name__}: {exc}".encode())
+        report.send_bytes(f"{type(exc).__name__}: {exc}".encode())
         raise SystemExit(1) from None
-    outbox.send_bytes(b"R")
-    _serve(app, inbox, outbox, find_task, options)
+    consumer.max_tasks = pool_options.max_tasks_per_child
+    if pool_options.max_memory_per_child:
+        limit = pool_options.max_memory_per_child
+        consumer.recycle_when = lambda: _rss_kib() > limit
+    consumer.watch(control.fileno(), lambda: _on_control(control, consumer))
+    slot.ready = 1
+    try:
+        consumer.run()
+        consumer.return_prefetched()
+    finally:
+        consumer.close()
     signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
 
 
-def _serve(app: LiteQ, inbox: Connection, outbox: Connection, find_task: Any,
-           options: PoolOptions) -> None:
-    done = 0
-    limits = (options.soft_time_limit, options.time_limit)
-    while True:
-        try:
-            data = inbox.recv_bytes()
-        except (EOFError, OSError):
-            return
-        if not data:
-            return
-        delivery = wire.load_delivery(data)
-        outcome = run_delivery(app, delivery, options.hostname, find_task, hard_limit=False,
-                               default_limits=limits)
-        outbox.send_bytes(b"O" + wire.dump_outcome(delivery.key, outcome))
-        done += 1
-        if options.max_tasks_per_child and done >= options.max_tasks_per_child:
-            return
-        if options.max_memory_per_child and _rss_kib() > options.max_memory_per_child:
-            logger.info("child %d uses more than %d KiB: recycling", os.getpid(),
-                        options.max_memory_per_child)
-            return
+def _on_control(control: Connection, consumer: Consumer) -> None:
+    try:
+        command = control.recv_bytes()
+    except (EOFError, OSError):
+        command = b"W"  # the main process is gone: stop
+    if command == b"W":
+        consumer.stop("warm")
 
 
 def _rss_kib() -> int:
@@ -129,206 +218,255 @@ def _rss_kib() -> int:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
+def _hard_limit(delivery: Delivery) -> float | None:
+    header = delivery.envelope.header
+    if b'"timelimit":[null,null]' in header:  # the common case, without parsing
+        return None
+    try:
+        limit = serialization.json_loads(header).get("timelimit", [None, None])[1]
+        return float(limit) if limit else None
+    except Exception:  # an undecodable header: the task will fail with the reason
+        return None
+
+
 # -- the main process's side ---------------------------------------------------------
 
 
-class _Child:
-    """One child process as the main process sees it."""
+@dataclass(frozen=True)
+class SlotView:
+    """What a child's slot said at one instant."""
 
-    def __init__(self, index: int, process: Any, inbox: Connection, outbox: Connection):
-        self.index = index
-        self.process = process
-        self.inbox = inbox  # main writes deliveries
-        self.outbox = outbox  # main reads outcomes
-        self.ready = False
-        self.delivery: Delivery | None = None
-        self.started = 0.0
-        self.deadline: float | None = None
+    running: bool
+    started_at: float
+    hard_limit: float
+    task_id: str
+    task_name: str
+    leases: list[tuple[Any, Any]]
 
     @property
-    def idle(self) -> bool:
-        return self.ready and self.delivery is None and self.process.exitcode is None
+    def current(self) -> str:
+        return f"{self.task_name}[{self.task_id}]" if self.task_id else "a task"
 
 
-class PreforkPool(Pool):
-    """Child processes, each running one task at a time."""
+class _Child:
+    """One child process as the supervisor sees it."""
 
-    name = "prefork"
+    def __init__(self, index: int, worker_id: str, process: Any, control: Connection,
+                 report: Connection, slot: Slot) -> None:
+        self.index = index
+        self.worker_id = worker_id
+        self.process = process
+        self.control = control
+        self.report = report
+        self.slot = slot
+        self.killed_for: str | None = None
 
-    def __init__(self, app: LiteQ, spec: AppSpec, concurrency: int, options: PoolOptions):
-        super().__init__(app, spec, concurrency, options)
-        self._context = multiprocessing.get_context(options.start_method)
-        self._children: list[_Child] = []
+    def read(self) -> SlotView:
+        """A consistent snapshot of the child's slot."""
+        slot = self.slot
+        for _ in range(1000):
+            before = slot.seq
+            if before % 2:
+                continue
+            view = SlotView(bool(slot.running), slot.started_at, slot.hard_limit,
+                            slot.task_id.decode(errors="replace"),
+                            slot.task_name.decode(errors="replace"), self._leases())
+            if slot.seq == before:
+                return view
+        # The child died half-way through a write: each write replaces the leases list
+        # whole, so what is there is still one consistent list (or unreadable: empty).
+        return SlotView(bool(slot.running), slot.started_at, slot.hard_limit, "", "",
+                        self._leases())
+
+    def _leases(self) -> list[tuple[Any, Any]]:
+        blob = ctypes.string_at(ctypes.addressof(self.slot) + _LEASES_OFFSET,
+                                self.slot.leases_size)
+        try:
+            return list(marshal.loads(blob)) if blob else []
+        except (EOFError, ValueError, TypeError):
+            return []
+
+    @property
+    def deadline(self) -> float | None:
+        slot = self.slot
+        if slot.running and slot.hard_limit:
+            return float(slot.started_at + slot.hard_limit)
+        return None
+
+
+class Supervisor:
+    """Starts, watches, replaces and stops the prefork children."""
+
+    def __init__(self, app: LiteQ, spec: AppSpec, concurrency: int, options: ChildOptions,
+                 start_method: str | None = None) -> None:
+        self.app = app
+        self.spec = spec
+        self.concurrency = concurrency
+        self.options = options
+        self._context = multiprocessing.get_context(start_method)
+        self._children: list[_Child | None] = [None] * concurrency
+        self._selector = selectors.DefaultSelector()
+        self._handlers: dict[int, Callable[[], None]] = {}
         self._failed_starts = 0
-        self._stopping = False
+        self.stopping: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
         for index in range(self.concurrency):
-            self._children.append(self._spawn(index))
+            self._spawn(index)
 
-    def _spawn(self, index: int) -> _Child:
-        inbox_reader, inbox_writer = self._context.Pipe(duplex=False)
-        outbox_reader, outbox_writer = self._context.Pipe(duplex=False)
+    def _spawn(self, index: int) -> None:
+        control_reader, control_writer = self._context.Pipe(duplex=False)
+        report_reader, report_writer = self._context.Pipe(duplex=False)
+        slot = self._context.RawValue(Slot)
         process = self._context.Process(
             target=child_main,
-            args=(self.spec, inbox_reader, outbox_writer, index, self.options, os.getpid()),
+            args=(self.spec, control_reader, report_writer, index, slot, self.options,
+                  os.getpid()),
             name=f"ForkPoolWorker-{index + 1}",
             daemon=True,
         )
         process.start()
-        inbox_reader.close()
-        outbox_writer.close()
-        self.generation += 1
-        return _Child(index, process, inbox_writer, outbox_reader)
+        control_reader.close()
+        report_writer.close()
+        child = _Child(index, f"{self.options.worker_id}/{index}", process, control_writer,
+                       report_reader, slot)
+        self._children[index] = child
+        self._selector.register(process.sentinel, selectors.EVENT_READ, child)
 
-    def stop(self, cold: bool) -> list[Finished]:
-        self._stopping = True
-        lost = []
-        for child in self._children:
-            if cold:
-                if child.delivery is not None:
-                    lost.append(Finished(child.delivery, None, "cold shutdown"))
-                    child.delivery = None
-                _kill(child.process)
-            else:
+    def watch(self, fd: int, handler: Callable[[], None]) -> None:
+        """Call ``handler`` when ``fd`` becomes readable (the signal pipe)."""
+        self._handlers[fd] = handler
+        self._selector.register(fd, selectors.EVENT_READ, None)
+
+    def stop(self, how: str) -> None:
+        """``"warm"``: children finish and return prefetched tasks. ``"cold"``: kill."""
+        previous, self.stopping = self.stopping, how if self.stopping != "cold" else "cold"
+        if self.stopping == "warm" and previous is None:
+            for child in self.children():
                 with contextlib.suppress(OSError):
-                    child.inbox.send_bytes(b"")
-        deadline = time.monotonic() + STOP_GRACE
-        for child in self._children:
-            child.process.join(max(0.0, deadline - time.monotonic()))
-            if child.process.exitcode is None:
-                _kill(child.process)
-                child.process.join()
-            child.inbox.close()
-            child.outbox.close()
-        self._children = []
-        return lost
+                    child.control.send_bytes(b"W")
 
-    # -- dispatching -----------------------------------------------------------------
+    def children(self) -> list[_Child]:
+        return [child for child in self._children if child is not None]
 
-    def free(self) -> int:
-        return sum(1 for child in self._children if child.idle)
+    # -- the loop --------------------------------------------------------------------
 
-    def dispatch(self, delivery: Delivery) -> None:
-        child = next(child for child in self._children if child.idle)
-        child.delivery = delivery
-        child.started = time.monotonic()
-        hard = _hard_limit(delivery) or self.options.time_limit
-        child.deadline = child.started + hard if hard else None
-        child.inbox.send_bytes(wire.dump_delivery(delivery))
-
-    def running(self) -> list[Delivery]:
-        return [child.delivery for child in self._children if child.delivery is not None]
-
-    def fds(self) -> list[int]:
-        fds = []
-        for child in self._children:
-            fds.append(child.outbox.fileno())
-            fds.append(child.process.sentinel)
-        return fds
-
-    def next_deadline(self) -> float | None:
-        deadlines = [child.deadline for child in self._children if child.deadline is not None]
-        return min(deadlines) if deadlines else None
-
-    def collect(self) -> list[Finished]:
-        finished = []
-        for child in self._children:
-            finished.extend(self.collect_from(child))
-        return finished
-
-    def _receive(self, child: _Child, data: bytes) -> Finished | None:
-        kind, body = data[:1], data[1:]
-        if kind == b"R":
-            child.ready = True
-            self._failed_starts = 0
-            return None
-        if kind == b"E":
-            raise PoolStartError(f"a worker process cannot start: {body.decode(errors='replace')}")
-        _, outcome = wire.load_outcome(body)
-        delivery = child.delivery
-        child.delivery = None
-        child.deadline = None
-        if delivery is None:  # cannot happen: a child only answers what it was given
-            logger.error("child %d sent an outcome for no task", child.process.pid)
-            return None
-        return Finished(delivery, outcome)
-
-    # -- supervision -----------------------------------------------------------------
-
-    def check(self, now: float) -> list[Finished]:
-        finished = []
-        for position, child in enumerate(self._children):
-            if child.deadline is not None and now >= child.deadline and child.delivery:
-                finished.append(self._time_limit_exceeded(child))
-            if child.process.exitcode is None:
-                continue
-            finished.extend(self.collect_from(child))
-            if child.delivery is not None:
-                reason = _exit_reason(child.process.exitcode)
-                logger.error("worker process %d running %s[%s] %s", child.process.pid,
-                             child.delivery.task_name, child.delivery.task_id, reason)
-                finished.append(Finished(child.delivery, None, reason))
-                child.delivery = None
-            elif not child.ready:
-                self._failed_starts += 1
-                if self._failed_starts >= MAX_FAILED_STARTS:
-                    raise PoolStartError(
-                        f"worker processes keep dying at start ({_exit_reason(child.process.exitcode)})"
-                    )
-            child.inbox.close()
-            child.outbox.close()
-            if not self._stopping:
-                self._children[position] = self._spawn(child.index)
-        return finished
-
-    def collect_from(self, child: _Child) -> list[Finished]:
-        """Outcomes a child sent before it exited."""
-        finished = []
-        while True:
-            try:
-                if not child.outbox.poll(0):
-                    break
-                data = child.outbox.recv_bytes()
-            except (EOFError, OSError):
+    def run(self) -> None:
+        """Supervise until a warm stop drained the children, or a cold stop."""
+        while self.children():
+            if self.stopping == "cold":
+                self._kill_all()
                 break
-            item = self._receive(child, data)
-            if item is not None:
-                finished.append(item)
-        return finished
+            self._check_deadlines()
+            for key, _ in self._selector.select(self._timeout()):
+                if key.data is None:
+                    self._handlers[key.fd]()
+                else:
+                    self._child_exited(key.data)
+        self._selector.close()
 
-    def _time_limit_exceeded(self, child: _Child) -> Finished:
-        delivery = child.delivery
-        assert delivery is not None
-        limit = (child.deadline or 0) - child.started
-        logger.error("Hard time limit (%gs) exceeded for %s[%s]: killing process %d",
-                     limit, delivery.task_name, delivery.task_id, child.process.pid)
-        _kill(child.process)
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        deadlines = [d for d in (child.deadline for child in self.children()) if d]
+        if not deadlines:
+            return CHECK_EVERY
+        return max(0.0, min(CHECK_EVERY, min(deadlines) - now))
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        for child in self.children():
+            deadline = child.deadline
+            if deadline is not None and now >= deadline and child.killed_for is None:
+                view = child.read()
+                logger.error("Hard time limit (%gs) exceeded for %s: killing process %d",
+                             view.hard_limit, view.current, child.process.pid)
+                child.killed_for = "time limit"
+                _kill(child.process)
+
+    def _child_exited(self, child: _Child) -> None:
         child.process.join(STOP_GRACE)
-        child.delivery = None
-        child.deadline = None
-        error = TimeLimitExceeded(f"TimeLimitExceeded({limit:g})")
-        record = self.app.make_record(delivery.task_id, FAILURE, exception_info(error),
-                                      task_name=delivery.task_name,
-                                      worker=self.options.hostname)
-        return Finished(delivery, Outcome(FAILURE, record, summary=repr(error)))
+        self._selector.unregister(child.process.sentinel)
+        self._children[child.index] = None
+        error = self._startup_error(child)
+        view = child.read()
+        leases = view.leases
+        if child.killed_for == "time limit" and view.running and leases:
+            self._time_limit_failure(LeaseRef(*leases[-1]), view)
+            leases = leases[:-1]
+        elif leases and child.process.exitcode != 0:
+            logger.error("worker process %d %s while running %s", child.process.pid,
+                         _exit_reason(child.process.exitcode), view.current)
+        self._lose(child, leases)
+        child.control.close()
+        child.report.close()
+        if error is not None or (not child.slot.ready and child.process.exitcode != 0):
+            self._failed_starts += 1
+            if self._failed_starts >= MAX_FAILED_STARTS:
+                self.stopping = "cold"
+                raise PoolStartError(
+                    f"worker processes cannot start: {error or _exit_reason(child.process.exitcode)}"
+                )
+        else:
+            self._failed_starts = 0
+        if self.stopping is None:
+            self._spawn(child.index)
+
+    def _startup_error(self, child: _Child) -> str | None:
+        with contextlib.suppress(EOFError, OSError):
+            if child.report.poll(0):
+                return child.report.recv_bytes().decode(errors="replace")
+        return None
+
+    def _lose(self, child: _Child, leases: list[tuple[Any, Any]]) -> None:
+        broker = self.app.broker
+        if leases:
+            report = broker.lose([LeaseRef(*lease) for lease in leases], self.options.policy)
+            for task_id in report.requeued:
+                logger.warning("task %s lost its worker process: queued again (acks_late)",
+                               task_id)
+            for task_id in report.failed:
+                logger.error("task %s lost its worker process: recorded as FAILURE "
+                             "(WorkerLostError)", task_id)
+        released = broker.release_worker(child.worker_id)
+        if released:
+            logger.info("returned %d unstarted task(s) of process %d to the queue", released,
+                        child.process.pid)
+
+    def _time_limit_failure(self, lease: LeaseRef, view: SlotView) -> None:
+        error = TimeLimitExceeded(f"TimeLimitExceeded({view.hard_limit:g})")
+        record = self.app.make_record(view.task_id, FAILURE, exception_info(error),
+                                      task_name=view.task_name,
+                                      worker=self.options.pool.hostname)
+        record = dataclasses.replace(record, traceback=f"TimeLimitExceeded: {error}")
+        broker = self.app.broker
+        if self.app.results_with_broker:
+            broker.settle([Settlement(lease, record)])
+        else:
+            self.app.backend.store_results([record])
+            broker.settle([Settlement(lease)])
+
+    def _kill_all(self) -> None:
+        for child in self.children():
+            _kill(child.process)
+        for child in self.children():
+            self._child_exited(child)
+
+    # -- reporting -------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        running = processed = 0
+        for child in self.children():
+            running += child.slot.running
+            processed += child.slot.processed
+        return {"active": running, "processed": processed}
 
 
 def _kill(process: Any) -> None:
     with contextlib.suppress(ProcessLookupError, OSError):
         if process.exitcode is None:
             os.kill(process.pid, signal.SIGKILL)
-
-
-def _hard_limit(delivery: Delivery) -> float | None:
-    try:
-        header = serialization.json_loads(delivery.envelope.header)
-        limit = header.get("timelimit", [None, None])[1]
-        return float(limit) if limit else None
-    except Exception:  # an undecodable header: the child will report it
-        return None
 
 
 def _exit_reason(code: int | None) -> str:
@@ -342,4 +480,4 @@ def _exit_reason(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-__all__ = ["PoolStartError", "PreforkPool", "child_main"]
+__all__ = ["ChildOptions", "PoolStartError", "Slot", "SlotWriter", "Supervisor", "child_main"]

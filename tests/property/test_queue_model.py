@@ -34,7 +34,6 @@ class Model:
     acks_late: bool = False
     deliveries: int = 0
     worker: str | None = None
-    expires: float = 0.0
     tokens: list[Any] = field(default_factory=list)
 
 
@@ -50,6 +49,8 @@ class QueueMachine(RuleBasedStateMachine):
         self.transport = SQLiteTransport(f"{self.dir.name}/q.db", {})
         self.transport.open()
         self.model: dict[str, Model] = {}
+        #: lease deadline per holder: one lease covers everything a holder claimed
+        self.holders: dict[str, float] = {}
         self.counter = 0
 
     def teardown(self) -> None:
@@ -75,9 +76,10 @@ class QueueMachine(RuleBasedStateMachine):
             assert entry.state == "ready"
             entry.state, entry.worker = "leased", worker
             entry.deliveries += 1
-            entry.expires = self.clock + LEASE
             entry.tokens.append(delivery.token)
             assert delivery.deliveries == entry.deliveries
+        if claimed:
+            self.holders[worker] = max(self.holders.get(worker, 0.0), self.clock + LEASE)
         return claimed
 
     @rule(batch=held, succeed=st.booleans())
@@ -116,17 +118,19 @@ class QueueMachine(RuleBasedStateMachine):
     @rule(worker=st.sampled_from(WORKERS))
     def renew(self, worker: str) -> None:
         renewed = self.transport.extend_leases(worker, LEASE)
-        mine = [m for m in self.model.values() if m.state == "leased" and m.worker == worker]
-        assert renewed == len(mine)
-        for entry in mine:
-            entry.expires = self.clock + LEASE
+        assert renewed == (1 if worker in self.holders else 0)
+        if worker in self.holders:
+            self.holders[worker] = self.clock + LEASE
 
     @rule()
     def reap(self) -> None:
         report = self.transport.reap_expired(POLICY)
+        expired = {w for w, until in self.holders.items() if until < self.clock}
+        for worker in expired:
+            del self.holders[worker]
         expected_requeued, expected_failed = set(), set()
         for task_id, entry in self.model.items():
-            if entry.state == "leased" and entry.expires < self.clock:
+            if entry.state == "leased" and entry.worker in expired:
                 if entry.acks_late and entry.deliveries < POLICY.max_deliveries:
                     expected_requeued.add(task_id)
                     entry.state, entry.worker = "ready", None

@@ -26,6 +26,7 @@ from liteq.exceptions import ImproperlyConfigured
 from liteq.messages import Envelope
 from liteq.transports.base import (
     Delivery,
+    LeaseRef,
     Listener,
     LostTaskPolicy,
     QueueDepth,
@@ -154,6 +155,8 @@ class SQLiteTransport(Transport):
         self._wake = WakeDir(self.path)
         self._opened = False
         self._open_lock = threading.Lock()
+        #: holder -> monotonic time this process last wrote its lease row
+        self._leases_held: dict[str, float] = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -260,6 +263,8 @@ class SQLiteTransport(Transport):
         if not settlements and (limit <= 0 or not queues):
             return [], []
         now = wall()
+        if not settlements and not self._claimable(queues, now):
+            return [], []  # an idle wake-up costs a read, never the write lock
         claim = None
         if limit > 0 and queues:
             params: dict[str, Any] = {
@@ -277,9 +282,14 @@ class SQLiteTransport(Transport):
                 for queue in queues:
                     conn.execute(queries.PROMOTE, {"queue": queue, "now": now})
                 rows = conn.execute(*claim).fetchall()
+                if rows and hold_lease:
+                    conn.execute(queries.HOLD_LEASE, claim[1])
             return settled, rows
 
+        hold_lease = claim is not None and self._lease_due(worker_id, lease_seconds)
         settled, rows = self._db.write(exchange)
+        if rows and hold_lease:
+            self._leases_held[worker_id] = lease_clock()
         if settled.results:
             self._wake.waiters.notify(row[0] for row in settled.results)
         if settled.published or settled.released:
@@ -287,45 +297,81 @@ class SQLiteTransport(Transport):
         rows.sort(key=lambda r: (-r[6], r[7], r[0]))
         return settled.accepted, [_delivery(row) for row in rows]
 
+    def _lease_due(self, holder: str, lease_seconds: float) -> bool:
+        """Whether this claim must (re)write the holder's lease row.
+
+        A holder that wrote its lease less than a quarter lease ago still has it (only a
+        lease that ran out is reaped), so most claims skip the write. The lease clock
+        keeps running while a process is stopped, so one stopped longer than that writes
+        it again when it resumes.
+        """
+        last = self._leases_held.get(holder)
+        return last is None or lease_clock() - last >= lease_seconds / 4
+
+    def _claimable(self, queues: Sequence[str], now: float) -> bool:
+        def probe(conn: sqlite3.Connection) -> bool:
+            for queue in queues:
+                if conn.execute(queries.READY_EXISTS, (queue,)).fetchone():
+                    return True
+                if conn.execute(queries.DUE_EXISTS, (queue, now)).fetchone():
+                    return True
+            return False
+
+        return self._db.read(probe)
+
     def extend_leases(self, worker_id: str, lease_seconds: float) -> int:
         self._ensure_open()
-        params = {"lease_until": lease_clock() + lease_seconds, "worker": worker_id}
+        params = _group(worker_id, lease_seconds)
         return int(self._db.write(lambda conn: conn.execute(queries.EXTEND_LEASES, params).rowcount))
 
     def reap_expired(self, policy: LostTaskPolicy) -> ReapReport:
         self._ensure_open()
-        now = lease_clock()
-        # Cheap read first: reaping is a write only when something actually expired.
-        if not self._db.read(lambda conn: conn.execute(queries.EXPIRED, {"now": now}).fetchone()):
+        now = {"now": lease_clock()}
+        # Cheap read first: reaping is a write only when a holder's lease ran out.
+        if not self._db.read(lambda conn: conn.execute(queries.EXPIRED_HOLDERS, now).fetchone()
+                             or conn.execute(queries.ORPHANED).fetchone()):
             return ReapReport()
 
         def reap(conn: sqlite3.Connection) -> ReapReport:
-            rows = conn.execute(queries.EXPIRED, {"now": now}).fetchall()
-            return self._apply_lost(conn, rows, policy)
+            rows = conn.execute(queries.EXPIRED, now).fetchall()
+            rows += conn.execute(queries.ORPHANED).fetchall()
+            report = self._apply_lost(conn, rows, policy)
+            for (holder,) in conn.execute(queries.EXPIRED_HOLDERS, now).fetchall():
+                conn.execute(queries.DROP_LEASE, (holder,))
+            return report
 
         report = self._db.write(reap)
         self._after_lost(report)
         return report
 
-    def lose(self, deliveries: Sequence[Delivery], policy: LostTaskPolicy) -> ReapReport:
+    def lose(self, leases: Sequence[LeaseRef | Delivery], policy: LostTaskPolicy) -> ReapReport:
         self._ensure_open()
-        if not deliveries:
+        if not leases:
             return ReapReport()
 
         def lose(conn: sqlite3.Connection) -> ReapReport:
             rows = []
-            for delivery in deliveries:
-                if conn.execute(queries.LEASE_HELD, (delivery.key, delivery.token)).fetchone():
-                    env = delivery.envelope
-                    rows.append(
-                        (delivery.key, env.task_id, env.task_name, env.acks_late,
-                         delivery.deliveries)
-                    )
+            for lease in leases:
+                row = conn.execute(queries.LEASE_INFO, (lease.key, lease.token)).fetchone()
+                if row is not None:
+                    rows.append(row)
             return self._apply_lost(conn, rows, policy)
 
         report = self._db.write(lose)
         self._after_lost(report)
         return report
+
+    def release_worker(self, worker_id: str) -> int:
+        self._ensure_open()
+        def release(conn: sqlite3.Connection) -> int:
+            count = conn.execute(queries.RELEASE_WORKER, (worker_id,)).rowcount
+            conn.execute(queries.DROP_LEASE, (worker_id,))
+            return int(count)
+
+        released = self._db.write(release)
+        if released:
+            self._wake.workers.notify()
+        return released
 
     def _apply_lost(
         self, conn: sqlite3.Connection, rows: Sequence[Any], policy: LostTaskPolicy
@@ -473,7 +519,7 @@ class SQLiteTransport(Transport):
         self._ensure_open()
         worker = self._models.Worker
         now = wall()
-        params = {"lease_until": lease_clock() + lease_seconds, "worker": worker_id}
+        params = _group(worker_id, lease_seconds)
         stale_before = now - max(lease_seconds * _STALE_WORKER_LEASES, 60.0)
 
         def beat(conn: sqlite3.Connection) -> int:
@@ -505,6 +551,11 @@ class SQLiteTransport(Transport):
             )
             for row in rows
         ]
+
+
+def _group(worker_id: str, lease_seconds: float) -> dict[str, Any]:
+    """EXTEND_LEASES parameters for a worker and its pool processes."""
+    return {"lease_until": lease_clock() + lease_seconds, "lo": worker_id, "hi": worker_id + "0"}
 
 
 class _Settled:

@@ -29,8 +29,14 @@ _CLAIMED = (
 )
 
 _LEASE = (
-    "UPDATE liteq_messages SET state = 1, lease_until = :lease_until, worker_id = :worker, "
+    "UPDATE liteq_messages SET state = 1, worker_id = :worker, "
     "token = random(), deliveries = deliveries + 1 WHERE id IN ({ids}) RETURNING " + _CLAIMED
+)
+
+#: The claimer's lease: created, or pushed out, in the claim's own transaction.
+HOLD_LEASE = (
+    "INSERT INTO liteq_leases (holder, lease_until) VALUES (:worker, :lease_until) "
+    "ON CONFLICT (holder) DO UPDATE SET lease_until = max(lease_until, excluded.lease_until)"
 )
 
 _READY_IN_QUEUE = (
@@ -63,44 +69,62 @@ ACK = "DELETE FROM liteq_messages WHERE id = ? AND token = ? AND state = 1"
 
 #: Return one leased message to the queue without counting the delivery.
 RELEASE = (
-    "UPDATE liteq_messages SET state = 0, lease_until = NULL, worker_id = NULL, token = NULL, "
+    "UPDATE liteq_messages SET state = 0, worker_id = NULL, token = NULL, "
     "deliveries = max(deliveries - 1, 0) WHERE id = ? AND token = ? AND state = 1"
 )
 
-#: Renew every lease a worker holds.
+#: Renew every lease a worker (``:lo``) and its pool processes (``:lo/N``) hold:
+#: ids in [worker, worker + "0") are the worker's own and its children's.
 EXTEND_LEASES = (
-    "UPDATE liteq_messages SET lease_until = :lease_until WHERE state = 1 AND worker_id = :worker"
+    "UPDATE liteq_leases SET lease_until = :lease_until WHERE holder >= :lo AND holder < :hi"
 )
 
-#: Leases that ran out.
+#: A lease, if it is still held: what reaping needs to know.
+LEASE_INFO = (
+    "SELECT id, task_id, task_name, acks_late, deliveries FROM liteq_messages "
+    "WHERE id = ? AND token = ? AND state = 1"
+)
+
+#: Put back, uncounted, every lease of one (dead) pool process: it never started them.
+RELEASE_WORKER = (
+    "UPDATE liteq_messages SET state = 0, worker_id = NULL, token = NULL, "
+    "deliveries = max(deliveries - 1, 0) WHERE state = 1 AND worker_id = ?"
+)
+
+#: Forget a holder's lease (it holds nothing any more).
+DROP_LEASE = "DELETE FROM liteq_leases WHERE holder = ?"
+
+#: Is anything claimable? (a read, so idle wake-ups need not take the write lock)
+READY_EXISTS = "SELECT 1 FROM liteq_messages WHERE state = 0 AND queue = ? LIMIT 1"
+DUE_EXISTS = "SELECT 1 FROM liteq_messages WHERE state = 2 AND queue = ? AND run_at <= ? LIMIT 1"
+
+#: Messages whose holder's lease ran out.
 EXPIRED = (
-    "SELECT id, task_id, task_name, acks_late, deliveries FROM liteq_messages "
-    "WHERE state = 1 AND lease_until < :now"
+    "SELECT m.id, m.task_id, m.task_name, m.acks_late, m.deliveries "
+    "FROM liteq_leases AS l CROSS JOIN liteq_messages AS m "  # CROSS: leases outer
+    "ON m.state = 1 AND m.worker_id = l.holder "
+    "WHERE l.lease_until < :now"
 )
 
-#: A worker's leases (when it is known to be dead).
-LEASES_OF_WORKER = (
+#: Holders whose lease ran out.
+EXPIRED_HOLDERS = "SELECT holder FROM liteq_leases WHERE lease_until < :now"
+
+#: Leased messages whose holder has no lease at all. liteq never makes one (a claim
+#: holds its lease in the same transaction); this is the safety net, and it reads only
+#: the leased rows (the in-flight set), never the queue.
+ORPHANED = (
     "SELECT id, task_id, task_name, acks_late, deliveries FROM liteq_messages "
-    "WHERE state = 1 AND worker_id = :worker"
+    "WHERE state = 1 AND worker_id NOT IN (SELECT holder FROM liteq_leases)"
 )
 
 #: Put a message whose lease was lost back in the queue (the delivery counts).
-REQUEUE = (
-    "UPDATE liteq_messages SET state = 0, lease_until = NULL, worker_id = NULL, token = NULL "
-    "WHERE id = ?"
-)
-
-#: Put back an unstarted message of a dead worker (the delivery does not count).
-REQUEUE_UNCOUNTED = (
-    "UPDATE liteq_messages SET state = 0, lease_until = NULL, worker_id = NULL, token = NULL, "
-    "deliveries = max(deliveries - 1, 0) WHERE id = ?"
-)
+REQUEUE = "UPDATE liteq_messages SET state = 0, worker_id = NULL, token = NULL WHERE id = ?"
 
 #: Drop a message whose lease was lost and that will not run again.
 DROP = "DELETE FROM liteq_messages WHERE id = ?"
 
 #: Every lease, when the machine has rebooted since they were taken.
-EXPIRE_ALL_LEASES = "UPDATE liteq_messages SET lease_until = 0 WHERE state = 1"
+EXPIRE_ALL_LEASES = "UPDATE liteq_leases SET lease_until = 0"
 
 #: When the next scheduled message of a queue is due.
 NEXT_ETA = "SELECT min(run_at) FROM liteq_messages WHERE state = 2 AND queue = ?"
@@ -141,20 +165,26 @@ MESSAGE_STATE = "SELECT state FROM liteq_messages WHERE task_id = ? ORDER BY sta
 __all__ = [
     "ACK",
     "DROP",
+    "DROP_LEASE",
     "EXPIRED",
+    "EXPIRED_HOLDERS",
     "EXPIRE_ALL_LEASES",
     "EXPIRE_RESULTS",
     "EXTEND_LEASES",
     "GET_RESULT",
-    "LEASES_OF_WORKER",
+    "HOLD_LEASE",
+    "DUE_EXISTS",
     "LEASE_HELD",
+    "LEASE_INFO",
     "MESSAGE_STATE",
     "NEXT_ETA",
+    "ORPHANED",
     "PROMOTE",
     "PUBLISH",
     "RELEASE",
+    "READY_EXISTS",
+    "RELEASE_WORKER",
     "REQUEUE",
-    "REQUEUE_UNCOUNTED",
     "STORE_RESULT",
     "STORE_STATE",
     "claim",

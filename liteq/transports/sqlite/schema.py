@@ -49,8 +49,7 @@ def make_models(database: pw.Database) -> SimpleNamespace:
         state = pw.IntegerField()  # READY, LEASED or SCHEDULED
         acks_late = pw.BooleanField(default=False, constraints=[_ZERO])
         deliveries = pw.IntegerField(default=0, constraints=[_ZERO])
-        lease_until = pw.FloatField(null=True)  # lease clock (CLOCK_BOOTTIME) seconds
-        worker_id = pw.TextField(null=True)
+        worker_id = pw.TextField(null=True)  # the lease holder (see Lease)
         token = pw.IntegerField(null=True)
         content_type = pw.TextField()
         header = pw.BlobField()
@@ -77,17 +76,25 @@ def make_models(database: pw.Database) -> SimpleNamespace:
     )
     Message.add_index(
         pw.ModelIndex(
-            Message, (Message.lease_until,), name="liteq_messages_lease",
-            where=(Message.state == LEASED),
-        )
-    )
-    Message.add_index(
-        pw.ModelIndex(
             Message, (Message.worker_id,), name="liteq_messages_worker",
             where=(Message.state == LEASED),
         )
     )
     Message.add_index(pw.ModelIndex(Message, (Message.task_id,), name="liteq_messages_task"))
+
+    class Lease(Base):
+        """One lease holder (a worker process) and the deadline of all it holds.
+
+        A holder renews every message it holds with one update of its own row, so a
+        heartbeat costs the same with one task in flight or a thousand.
+        """
+
+        holder = pw.TextField(primary_key=True)
+        lease_until = pw.FloatField()  # lease clock (CLOCK_BOOTTIME) seconds
+
+        class Meta:
+            table_name = "liteq_leases"
+            without_rowid = True
 
     class Result(Base):
         """A task's latest state and result."""
@@ -140,8 +147,8 @@ def make_models(database: pw.Database) -> SimpleNamespace:
         class Meta:
             table_name = "liteq_meta"
 
-    return SimpleNamespace(Message=Message, Result=Result, Worker=Worker, Meta=Meta,
-                           all=[Message, Result, Worker, Meta])
+    return SimpleNamespace(Message=Message, Lease=Lease, Result=Result, Worker=Worker,
+                           Meta=Meta, all=[Message, Lease, Result, Worker, Meta])
 
 
 def _v1(models: SimpleNamespace) -> None:
