@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -77,8 +78,19 @@ def resolve(ctx: click.Context, app_path: str | None = None,
         return spec.load(), spec
     except LiteQError as exc:
         raise click.ClickException(str(exc)) from None
-    except ImportError as exc:
-        raise click.ClickException(f"cannot import the app {app_path!r}: {exc}") from None
+    except Exception as exc:  # the user's module failed while importing
+        raise click.ClickException(
+            f"cannot load the app {app_path!r}: {type(exc).__name__}: {exc}{_where(exc)}"
+        ) from None
+
+
+def _where(exc: BaseException) -> str:
+    """`` (file:line)`` of the innermost frame of ``exc``, to point at the user's code."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f" ({last.filename}:{last.lineno})"
 
 
 def _attr_path(app: LiteQ, module_name: str) -> str | None:

@@ -162,7 +162,8 @@ def child_main(spec: AppSpec, control: Connection, report: Connection, index: in
                slot: Slot, options: ChildOptions, parent_pid: int) -> None:
     """A prefork child: run the consumer loop until told to stop or recycled."""
     _die_with_parent()
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+    if multiprocessing.get_start_method(allow_none=True) != "forkserver" and \
+            os.getppid() != parent_pid:  # the worker died before prctl took effect
         os._exit(1)
     # The main process decides about shutdown; Ctrl-C reaches the whole process group.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
