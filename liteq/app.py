@@ -59,7 +59,7 @@ class _Defaults:
 
     __slots__ = ("acks_late", "ignore_result", "priority", "queue", "serializer",
                  "soft_time_limit", "time_limit", "expires", "exchange", "routing_key",
-                 "signature")
+                 "signature", "shapes", "route")
 
     def __init__(self, app: LiteQ, task: Task[Any, Any] | None) -> None:
         conf = app.conf
@@ -76,6 +76,23 @@ class _Defaults:
                                       conf.task_soft_time_limit)
         self.expires = getattr(task, "expires", None)
         self.signature = _signature_of(task) if task is not None and task.typing else None
+        #: argument shapes (count, keyword names) already checked against the signature
+        self.shapes: set[tuple[int, tuple[str, ...]]] = set()
+        #: (route, clamped priority) when no router and no routing option applies
+        self.route: tuple[dict[str, Any], int] | None = None
+
+    def check(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise TypeError when the arguments cannot bind to the task's signature."""
+        if self.signature is None:
+            return
+        shape = (len(args), tuple(kwargs))
+        if shape in self.shapes:  # binding depends on the shape only, not on values
+            return
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{name}() {exc}") from None
+        self.shapes.add(shape)
 
 
 def _first(*values: Any) -> Any:
@@ -478,33 +495,40 @@ class LiteQ:
         args = _as_args(args, name)
         kwargs = _as_kwargs(kwargs, name)
         defaults = self._defaults(task, name)
-        if defaults.signature is not None:
-            try:
-                defaults.signature.bind(*args, **kwargs)
-            except TypeError as exc:
-                raise TypeError(f"{name}() {exc}") from None
+        defaults.check(name, args, kwargs)
         now = time.time()
-        route = self._route(name, args, kwargs, task, defaults, queue, exchange, routing_key)
-        if priority is None:
-            priority = route.get("priority", defaults.priority)
+        if queue is None and exchange is None and routing_key is None and priority is None \
+                and defaults.route is not None:
+            route, priority = defaults.route  # the common case, resolved once per task
+        else:
+            route = self._route(name, args, kwargs, task, defaults, queue, exchange,
+                                routing_key)
+            if priority is None:
+                priority = route.get("priority", defaults.priority)
+            priority = self._clamp_priority(int(priority or 0), route["queue"])
+            if not self._routing()[0] and queue is None and exchange is None and \
+                    routing_key is None and "priority" not in route:
+                defaults.route = (route, priority)
         parent = _state.current_request.get()
         if parent is not None and parent.id is not None:
             parent_id = parent_id or parent.id
             root_id = root_id or parent.root_id or parent.id
         task_id = task_id or new_id()
-        options: dict[str, Any] = {}
-        for key, value in (("link", link), ("link_error", link_error), ("chain", chain)):
-            if value:
-                options[key] = _signature_dicts(value)
-        if group_index is not None:
-            options["group_index"] = group_index
+        options: dict[str, Any] = _NO_OPTIONS
+        if link or link_error or chain or group_index is not None:
+            options = {}
+            for key, value in (("link", link), ("link_error", link_error), ("chain", chain)):
+                if value:
+                    options[key] = _signature_dicts(value)
+            if group_index is not None:
+                options["group_index"] = group_index
         return Message(
             id=task_id,
             task=name,
             args=args,
             kwargs=kwargs,
             queue=route["queue"],
-            priority=self._clamp_priority(int(priority or 0), route["queue"]),
+            priority=priority,
             eta=now + float(countdown) if countdown is not None else self._timestamp(eta, now),
             expires=self._timestamp(expires if expires is not None else defaults.expires, now),
             retries=retries,
@@ -519,7 +543,7 @@ class LiteQ:
             soft_time_limit=_first(soft_time_limit, defaults.soft_time_limit),
             exchange=route.get("exchange"),
             routing_key=route.get("routing_key"),
-            headers=dict(headers or {}),
+            headers=dict(headers) if headers else _NO_OPTIONS,
             options=options,
             serializer=serializer or defaults.serializer,
         )
@@ -626,28 +650,33 @@ class LiteQ:
         self, envelopes: Sequence[Envelope], retry: bool | None,
         retry_policy: Mapping[str, Any] | None,
     ) -> None:
+        try:
+            self.broker.publish(envelopes)
+            return
+        except Exception as exc:
+            error = exc
         if retry is None:
             retry = bool(self.conf.task_publish_retry)
         policy = {**self.conf.task_publish_retry_policy, **(retry_policy or {})}
         errors = tuple(policy.get("retry_errors") or ()) or (OperationalError,)
-        attempt = 0
-        while True:
+        limit = int(policy.get("max_retries", 3) or 0) if retry else 0
+        for attempt in range(limit):
+            if not _is_retriable(error, errors):
+                break
+            delay = min(
+                float(policy.get("interval_start", 0))
+                + attempt * float(policy.get("interval_step", 0.2)),
+                float(policy.get("interval_max", 1)),
+            )
+            logger.warning("publishing failed (%s); retry %d of %d in %.1fs",
+                           error, attempt + 1, limit, delay)
+            time.sleep(delay)
             try:
                 self.broker.publish(envelopes)
                 return
             except Exception as exc:
-                limit = int(policy.get("max_retries", 3) or 0) if retry else 0
-                if not _is_retriable(exc, errors) or attempt >= limit:
-                    raise
-                delay = min(
-                    float(policy.get("interval_start", 0))
-                    + attempt * float(policy.get("interval_step", 0.2)),
-                    float(policy.get("interval_max", 1)),
-                )
-                logger.warning("publishing failed (%s); retry %d of %d in %.1fs",
-                               exc, attempt + 1, limit, delay)
-                attempt += 1
-                time.sleep(delay)
+                error = exc
+        raise error
 
     def send_task(
         self, name: str, args: Iterable[Any] | None = None,
@@ -717,6 +746,8 @@ class LiteQ:
 Celery = LiteQ
 
 _ORIGIN = origin()
+#: Shared, never mutated: most messages have no headers and no canvas options.
+_NO_OPTIONS: dict[str, Any] = {}
 
 
 def _as_object(source: Any) -> Any:

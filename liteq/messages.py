@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +22,9 @@ from liteq.exceptions import DecodeError, EncodeError
 
 #: Version of the header layout; a worker refuses newer versions with a clear reason.
 PROTOCOL_VERSION = 1
+
+#: Encoded headers by their fields (see Message._header).
+_HEADERS: dict[tuple[Any, ...], bytes] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,29 +85,13 @@ class Message:
         """
         serializer = serialization.get(self.serializer)
         try:
-            body = serializer.dumps([list(self.args), dict(self.kwargs)])
+            body = serialization.dumps_call(serializer, self.args, dict(self.kwargs))
         except EncodeError:
             raise
         except Exception as exc:
             raise EncodeError(describe_unserializable(self, serializer, exc)) from exc
-        header = {
-            "v": PROTOCOL_VERSION,
-            "retries": self.retries,
-            "root_id": self.root_id,
-            "parent_id": self.parent_id,
-            "group": self.group,
-            "origin": self.origin,
-            "ignore_result": self.ignore_result,
-            "timelimit": [self.soft_time_limit, self.time_limit],
-            "exchange": self.exchange,
-            "routing_key": self.routing_key,
-        }
-        if self.headers:
-            header["headers"] = dict(self.headers)
-        if self.options:
-            header["options"] = dict(self.options)
         try:
-            header_bytes = serialization.json_dumps(header)
+            header_bytes = self._header()
         except Exception as exc:
             raise EncodeError(f"cannot serialize the headers of {self.task}: {exc}") from exc
         return Envelope(
@@ -120,6 +106,38 @@ class Message:
             header=header_bytes,
             body=body,
         )
+
+    def _header(self) -> bytes:
+        # A top-level task is its own root: the id column already says so.
+        root_id = None if self.root_id == self.id else self.root_id
+        if self.headers or self.options:  # user data: may hold datetimes and the like
+            return serialization.json_dumps({
+                **self._header_fields(root_id), "headers": dict(self.headers),
+                "options": dict(self.options),
+            })
+        key = (self.retries, root_id, self.parent_id, self.group, self.origin,
+               self.ignore_result, self.soft_time_limit, self.time_limit, self.exchange,
+               self.routing_key)
+        header = _HEADERS.get(key)
+        if header is None:  # most calls of a task share one header: encode it once
+            if len(_HEADERS) > 512:
+                _HEADERS.clear()
+            header = _HEADERS[key] = serialization.plain_json_dumps(self._header_fields(root_id))
+        return header
+
+    def _header_fields(self, root_id: str | None) -> dict[str, Any]:
+        return {
+            "v": PROTOCOL_VERSION,
+            "retries": self.retries,
+            "root_id": root_id,
+            "parent_id": self.parent_id,
+            "group": self.group,
+            "origin": self.origin,
+            "ignore_result": self.ignore_result,
+            "timelimit": [self.soft_time_limit, self.time_limit],
+            "exchange": self.exchange,
+            "routing_key": self.routing_key,
+        }
 
     @classmethod
     def decode(cls, envelope: Envelope, accept: frozenset[str]) -> Message:
@@ -160,7 +178,7 @@ class Message:
             eta=envelope.eta,
             expires=envelope.expires,
             retries=int(header.get("retries") or 0),
-            root_id=header.get("root_id"),
+            root_id=header.get("root_id") or envelope.task_id,
             parent_id=header.get("parent_id"),
             group=header.get("group"),
             origin=header.get("origin"),
@@ -242,11 +260,10 @@ def new_id() -> str:
     land on the same few B-tree pages instead of random ones, which keeps each commit
     small. They are ordinary UUID strings, as Celery's are.
     """
-    unix_ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (unix_ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
-    value |= 0b10 << 62 | (rand & 0x3FFF_FFFF_FFFF_FFFF)
-    return str(uuid.UUID(int=value))
+    stamp = f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}"
+    rand = os.urandom(10).hex()
+    variant = "89ab"[int(rand[3], 16) & 3]
+    return f"{stamp[:8]}-{stamp[8:]}-7{rand[:3]}-{variant}{rand[4:7]}-{rand[7:19]}"
 
 
 def origin() -> str:

@@ -174,7 +174,7 @@ class AsyncResult(Generic[R]):
                 return State(record.state)
             except ValueError:
                 return record.state  # a custom state from update_state()
-        if self.app.broker.message_state(self.id) == "leased":
+        if self.app.broker.is_leased(self.id):
             return RECEIVED
         return PENDING
 

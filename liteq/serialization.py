@@ -112,9 +112,42 @@ _json_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _json_decoder = json.JSONDecoder(object_hook=_object_hook)
 
 
+def _plain(obj: Any, depth: int) -> bool:
+    """True when plain json encodes ``obj`` exactly: no tuples, tagged types or
+    non-string keys, within ``depth`` levels (the common case, checked cheaply)."""
+    kind = type(obj)
+    if kind in _PLAIN:
+        return True
+    if depth == 0:
+        return False
+    if kind is list:
+        return all(_plain(item, depth - 1) for item in obj)
+    if kind is dict:
+        return _TYPE not in obj and all(
+            type(key) is str and _plain(value, depth - 1) for key, value in obj.items()
+        )
+    return False
+
+
 def json_dumps(obj: Any) -> bytes:
     """liteq's json encoding of ``obj`` (see the module docstring for the extra types)."""
+    if _plain(obj, 3):
+        return _json_encoder.encode(obj).encode("utf-8")
     return _json_encoder.encode(_to_json(obj)).encode("utf-8")
+
+
+def plain_json_dumps(obj: Any) -> bytes:
+    """Encode ``obj`` that the caller knows holds only plain json values."""
+    return _json_encoder.encode(obj).encode("utf-8")
+
+
+def dumps_call(serializer: Serializer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """A message body, ``[args, kwargs]``; plain arguments skip the tagging walk."""
+    if serializer is JSON and all(type(a) in _PLAIN for a in args) and all(
+        type(k) is str and type(v) in _PLAIN for k, v in kwargs.items()
+    ):
+        return _json_encoder.encode([list(args), kwargs]).encode("utf-8")
+    return serializer.dumps([list(args), dict(kwargs)])
 
 
 def json_loads(data: bytes | str) -> Any:
@@ -203,6 +236,8 @@ __all__ = [
     "get",
     "json_dumps",
     "json_loads",
+    "dumps_call",
     "loads",
+    "plain_json_dumps",
     "register",
 ]

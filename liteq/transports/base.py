@@ -254,8 +254,8 @@ class Transport(abc.ABC):
         """Message counts per queue."""
 
     @abc.abstractmethod
-    def message_state(self, task_id: str) -> str | None:
-        """``"ready"``, ``"scheduled"`` or ``"leased"`` for a stored message, else None."""
+    def is_leased(self, task_id: str) -> bool:
+        """True while a worker holds the task's message (its state is RECEIVED)."""
 
     @abc.abstractmethod
     def listen(self, queues: Sequence[str]) -> Listener:

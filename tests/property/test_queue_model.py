@@ -158,7 +158,10 @@ class QueueMachine(RuleBasedStateMachine):
     @invariant()
     def every_message_is_in_exactly_the_modelled_state(self) -> None:
         for task_id, entry in self.model.items():
-            stored = self.transport.message_state(task_id)
+            row = self.transport.database.conn.execute(
+                "SELECT state FROM liteq_messages WHERE task_id = ?", (task_id,)).fetchone()
+            stored = None if row is None else {0: "ready", 1: "leased"}[row[0]]
+            assert self.transport.is_leased(task_id) == (stored == "leased")
             result = self.transport.get_result(task_id)
             if entry.state == "ready":
                 assert stored == "ready" and result is None, task_id

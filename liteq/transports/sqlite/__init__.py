@@ -433,10 +433,10 @@ class SQLiteTransport(Transport):
             counts.setdefault(queue, {})
         return {queue: QueueDepth(**by_state) for queue, by_state in sorted(counts.items())}
 
-    def message_state(self, task_id: str) -> str | None:
+    def is_leased(self, task_id: str) -> bool:
         self._ensure_open()
-        row = self._db.read(lambda conn: conn.execute(queries.MESSAGE_STATE, (task_id,)).fetchone())
-        return _STATE_NAMES[row[0]] if row else None
+        return bool(self._db.read(lambda conn: conn.execute(queries.IS_LEASED, (task_id,))
+                                  .fetchone()))
 
     def listen(self, queues: Sequence[str]) -> Listener:
         self._ensure_open()

@@ -159,8 +159,12 @@ EXPIRE_RESULTS = (
     "WHERE expires_at IS NOT NULL AND expires_at < :now ORDER BY expires_at LIMIT :limit)"
 )
 
-#: Where a task's message is: ready, leased or scheduled.
-MESSAGE_STATE = "SELECT state FROM liteq_messages WHERE task_id = ? ORDER BY state DESC LIMIT 1"
+#: Is a task's message leased (RECEIVED)? Searches the in-flight rows only: messages
+#: have no task id index, which would cost every enqueue and ack a B-tree update.
+IS_LEASED = (
+    "SELECT 1 FROM liteq_messages INDEXED BY liteq_messages_worker "
+    "WHERE state = 1 AND task_id = ? LIMIT 1"
+)
 
 __all__ = [
     "ACK",
@@ -176,7 +180,7 @@ __all__ = [
     "DUE_EXISTS",
     "LEASE_HELD",
     "LEASE_INFO",
-    "MESSAGE_STATE",
+    "IS_LEASED",
     "NEXT_ETA",
     "ORPHANED",
     "PROMOTE",

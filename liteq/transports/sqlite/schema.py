@@ -80,7 +80,6 @@ def make_models(database: pw.Database) -> SimpleNamespace:
             where=(Message.state == LEASED),
         )
     )
-    Message.add_index(pw.ModelIndex(Message, (Message.task_id,), name="liteq_messages_task"))
 
     class Lease(Base):
         """One lease holder (a worker process) and the deadline of all it holds.
