@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import logging
@@ -29,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from liteq import _state, serialization, signals
 from liteq.config import Settings, load_object, seconds
 from liteq.exceptions import ImproperlyConfigured, OperationalError
-from liteq.messages import Envelope, Message, new_id, origin
+from liteq.messages import Envelope, Message, new_id, new_ids, origin
 from liteq.registry import TaskFinder, TaskRegistry
 from liteq.result import AsyncResult, GroupResult
 from liteq.routing import Queue, bound_queues, build_routers, queues_from_setting, route_options
@@ -678,6 +679,52 @@ class LiteQ:
                 error = exc
         raise error
 
+    def publish_calls(
+        self, name: str, calls: Sequence[tuple[Iterable[Any], Mapping[str, Any]]], *,
+        task: Task[Any, Any] | None = None, **options: Any,
+    ) -> tuple[list[str], bool]:
+        """Send many calls of one task, with the same options, in one transaction.
+
+        The options are resolved and the header encoded once for all calls; each call
+        costs an id, its arguments' encoding and a row. Returns the task ids and whether
+        results are ignored.
+
+        Raises:
+            TypeError: a call's arguments don't fit the task, or an unknown option.
+            EncodeError: a call's arguments cannot be serialized (named).
+        """
+        if not calls:
+            return [], False
+        retry = options.pop("retry", None)
+        retry_policy = options.pop("retry_policy", None)
+        first_args, first_kwargs = calls[0]
+        template = self.build_message(name, first_args, first_kwargs, task=task, **options)
+        if template.headers or template.options or options.get("task_id") or \
+                signals.before_task_publish.receivers or signals.after_task_publish.receivers:
+            messages = [template] + [self.build_message(name, a, k, task=task, **options)
+                                     for a, k in calls[1:]]
+            self.publish(messages, retry=retry, retry_policy=retry_policy)
+            return [m.id for m in messages], template.ignore_result
+        first = template.encode()
+        defaults = self._defaults(task, name)
+        codec = serialization.get(template.serializer)
+        envelopes = [first]
+        ids = iter(new_ids(len(calls) - 1))
+        for call_args, call_kwargs in calls[1:]:
+            args = _as_args(call_args, name)
+            kwargs = _as_kwargs(call_kwargs, name)
+            defaults.check(name, args, kwargs)
+            try:
+                body = serialization.dumps_call(codec, args, kwargs)
+            except Exception:  # let the message name the argument
+                dataclasses.replace(template, args=args, kwargs=kwargs).encode()
+                raise
+            envelopes.append(Envelope(next(ids), name, first.queue, first.priority, first.eta,
+                                      first.expires, first.acks_late, first.content_type,
+                                      first.header, body))
+        self._publish_envelopes(envelopes, retry, retry_policy)
+        return [envelope.task_id for envelope in envelopes], template.ignore_result
+
     def send_task(
         self, name: str, args: Iterable[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None, **options: Any,
@@ -760,6 +807,11 @@ def _same_store(url: Any, broker_url: str) -> bool:
 
 
 def _as_args(args: Any, name: str) -> tuple[Any, ...]:
+    kind = type(args)
+    if kind is tuple:
+        return args  # type: ignore[no-any-return]
+    if kind is list:
+        return tuple(args)
     if args is None:
         return ()
     if isinstance(args, tuple):
@@ -773,6 +825,8 @@ def _as_args(args: Any, name: str) -> tuple[Any, ...]:
 
 
 def _as_kwargs(kwargs: Any, name: str) -> dict[str, Any]:
+    if type(kwargs) is dict:
+        return kwargs  # type: ignore[no-any-return]
     if kwargs is None:
         return {}
     if not isinstance(kwargs, Mapping):

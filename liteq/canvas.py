@@ -62,6 +62,17 @@ class Signature(dict[str, Any]):
         self._app = app or (getattr(task, "_app", None) if not isinstance(task, str) else None)
         self._type = None if isinstance(task, str) else task
 
+    @classmethod
+    def of(cls, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+           immutable: bool = False) -> Signature:
+        """A signature of a task object (``add.s(...)``), built without the general path."""
+        sig = cls.__new__(cls)
+        dict.__init__(sig, task=task.name, args=list(args), kwargs=kwargs, options={},
+                      subtask_type=None, immutable=immutable)
+        sig._app = task._app
+        sig._type = task
+        return sig
+
     # -- fields ----------------------------------------------------------------------
 
     @property
@@ -295,18 +306,26 @@ class group(Signature):
     ) -> GroupResult:
         group_id = options.pop("group_id", None) or str(uuid.uuid4())
         app = self.app
-        messages = []
-        results = []
-        for index, step in enumerate(self.tasks):
-            final = step.clone(args, kwargs, **{**self.options, **options})
-            final.options["group_id"] = group_id
-            final.options["group_index"] = index
-            message = app.build_message(final.task, final.args, final.kwargs,
-                                        task=final.type, **final.options)
-            messages.append(message)
-            results.append(AsyncResult(message.id, app, final.task,
-                                       ignored=message.ignore_result))
+        extra = {**self.options, **options}
+        steps = self.tasks
+        if args or kwargs or extra:
+            steps = [step.clone(args, kwargs, **extra) for step in steps]
+        if not steps:
+            return GroupResult(group_id, [], app=app)
+        first = steps[0]
+        if all(step["task"] == first["task"] and step["options"] == first["options"]
+               for step in steps):
+            # One task, one set of options: resolve them once, publish in one transaction.
+            ids, ignored = app.publish_calls(
+                first.task, [(step["args"], step["kwargs"]) for step in steps],
+                task=first.type, group_id=group_id, **first.options,
+            )
+            results = [AsyncResult(task_id, app, first.task, ignored=ignored) for task_id in ids]
+            return GroupResult(group_id, results, app=app)
+        messages = [app.build_message(step.task, step.args, step.kwargs, task=step.type,
+                                      group_id=group_id, **step.options) for step in steps]
         app.publish(messages)
+        results = [AsyncResult(m.id, app, m.task, ignored=m.ignore_result) for m in messages]
         return GroupResult(group_id, results, app=app)
 
     def apply(

@@ -256,14 +256,23 @@ def iso(timestamp: float | None) -> str | None:
 def new_id() -> str:
     """A new task id: a UUID (version 7) that sorts by creation time.
 
-    Task ids key the results table and an index of the messages table; time-ordered ids
-    land on the same few B-tree pages instead of random ones, which keeps each commit
-    small. They are ordinary UUID strings, as Celery's are.
+    Task ids key the results table; time-ordered ids land on the same few B-tree pages
+    instead of random ones, which keeps each commit small. They are ordinary UUID
+    strings, as Celery's are.
     """
+    return new_ids(1)[0]
+
+
+def new_ids(count: int) -> list[str]:
+    """``count`` new task ids (one call to the random source for all of them)."""
     stamp = f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}"
-    rand = os.urandom(10).hex()
-    variant = "89ab"[int(rand[3], 16) & 3]
-    return f"{stamp[:8]}-{stamp[8:]}-7{rand[:3]}-{variant}{rand[4:7]}-{rand[7:19]}"
+    head = f"{stamp[:8]}-{stamp[8:]}-7"
+    rand = os.urandom(10 * count).hex()
+    ids = []
+    for start in range(0, 20 * count, 20):
+        r = rand[start:start + 20]
+        ids.append(f"{head}{r[:3]}-{'89ab'[int(r[3], 16) & 3]}{r[4:7]}-{r[7:19]}")
+    return ids
 
 
 def origin() -> str:
@@ -271,4 +280,5 @@ def origin() -> str:
     return f"gen{os.getpid()}@{socket.gethostname()}"
 
 
-__all__ = ["PROTOCOL_VERSION", "Envelope", "Message", "iso", "new_id", "origin", "to_timestamp"]
+__all__ = ["PROTOCOL_VERSION", "Envelope", "Message", "iso", "new_id", "new_ids", "origin",
+           "to_timestamp"]

@@ -112,6 +112,23 @@ _json_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _json_decoder = json.JSONDecoder(object_hook=_object_hook)
 
 
+def _unencodable(obj: Any) -> Any:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _make_fast_encoder() -> Callable[[Any], str]:
+    """The C json encoder, made once (``JSONEncoder.encode`` makes one per call)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - Python built without the _json accelerator
+        return _json_encoder.encode
+    encoder = make(None, _unencodable, json.encoder.encode_basestring, None, ":", ",",
+                   False, False, True)
+    return lambda obj: "".join(encoder(obj, 0))
+
+
+_encode_plain = _make_fast_encoder()
+
+
 def _plain(obj: Any, depth: int) -> bool:
     """True when plain json encodes ``obj`` exactly: no tuples, tagged types or
     non-string keys, within ``depth`` levels (the common case, checked cheaply)."""
@@ -132,13 +149,13 @@ def _plain(obj: Any, depth: int) -> bool:
 def json_dumps(obj: Any) -> bytes:
     """liteq's json encoding of ``obj`` (see the module docstring for the extra types)."""
     if _plain(obj, 3):
-        return _json_encoder.encode(obj).encode("utf-8")
-    return _json_encoder.encode(_to_json(obj)).encode("utf-8")
+        return _encode_plain(obj).encode("utf-8")
+    return _encode_plain(_to_json(obj)).encode("utf-8")
 
 
 def plain_json_dumps(obj: Any) -> bytes:
     """Encode ``obj`` that the caller knows holds only plain json values."""
-    return _json_encoder.encode(obj).encode("utf-8")
+    return _encode_plain(obj).encode("utf-8")
 
 
 def dumps_call(serializer: Serializer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
@@ -146,7 +163,7 @@ def dumps_call(serializer: Serializer, args: tuple[Any, ...], kwargs: dict[str, 
     if serializer is JSON and all(type(a) in _PLAIN for a in args) and all(
         type(k) is str and type(v) in _PLAIN for k, v in kwargs.items()
     ):
-        return _json_encoder.encode([list(args), kwargs]).encode("utf-8")
+        return _encode_plain([list(args), kwargs]).encode("utf-8")
     return serializer.dumps([list(args), dict(kwargs)])
 
 

@@ -221,11 +221,11 @@ class Task(Generic[P, R]):
 
     def s(self, *args: Any, **kwargs: Any) -> canvas.Signature:
         """A signature: ``add.s(2, 2)``."""
-        return canvas.Signature(self, args, kwargs)
+        return canvas.Signature.of(self, args, kwargs)
 
     def si(self, *args: Any, **kwargs: Any) -> canvas.Signature:
         """An immutable signature: it ignores the parent's result in a chain."""
-        return canvas.Signature(self, args, kwargs, immutable=True)
+        return canvas.Signature.of(self, args, kwargs, immutable=True)
 
     # -- state -----------------------------------------------------------------------
 
