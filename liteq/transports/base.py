@@ -189,6 +189,14 @@ class Transport(abc.ABC):
     def after_fork(self) -> None:  # noqa: B027 - optional hook
         """Forget connections inherited from the parent process (never close them)."""
 
+    def worker_mode(self) -> None:  # noqa: B027 - optional hook
+        """This process runs tasks: leave storage upkeep to :meth:`maintain`, which the
+        worker's housekeeping calls, so the task path never pays for it."""
+
+    def maintain(self) -> float:
+        """Storage upkeep (SQLite: checkpoint the WAL); returns seconds until the next call."""
+        return 60.0
+
     @property
     @abc.abstractmethod
     def location(self) -> str:

@@ -182,7 +182,7 @@ class Worker:
         try:
             housekeeper.start()
             if self.pool_name == "prefork":
-                self._run_prefork(signal_fd)
+                self._run_prefork(signal_fd, housekeeper.busy)
             else:
                 self._run_in_process(signal_fd)
         finally:
@@ -199,12 +199,12 @@ class Worker:
         signals.worker_ready.send(sender=self)
         logger.info("%s ready.", self.hostname)
 
-    def _run_prefork(self, signal_fd: int) -> None:
+    def _run_prefork(self, signal_fd: int, fork_guard: Any) -> None:
         options = ChildOptions(worker_id=self.worker_id, queues=tuple(self.queues),
                                capacity=self.capacity // self.concurrency, lease=self.lease,
                                policy=self.policy, pool=self._pool_options())
         supervisor = Supervisor(self.app, self.spec, self.concurrency, options,
-                                start_method=options.pool.start_method)
+                                start_method=options.pool.start_method, fork_guard=fork_guard)
         self._runner = supervisor
         supervisor.watch(signal_fd, lambda: _drain(signal_fd))
         supervisor.start()

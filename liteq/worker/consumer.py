@@ -114,6 +114,7 @@ class Consumer:
         self._handlers: dict[int, Callable[[], None]] = {}
         self._pool_fds: set[int] = set()
         self._pool_generation = -1
+        self.transport.worker_mode()
         self._listener = self.transport.listen(self.queues)
         self._selector.register(self._listener.fileno(), selectors.EVENT_READ, "wake")
         self._want_claim = True

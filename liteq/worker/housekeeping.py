@@ -22,7 +22,8 @@ EXPIRE_EVERY = 60.0
 
 
 class Housekeeper(threading.Thread):
-    """Heartbeats every ``interval`` seconds; reaps expired leases; expires results."""
+    """Heartbeats every ``interval`` seconds; reaps expired leases; expires results;
+    and keeps storage in shape between tasks (``Transport.maintain``)."""
 
     def __init__(
         self,
@@ -45,16 +46,32 @@ class Housekeeper(threading.Thread):
         self.policy = policy
         self.info = info
         self._stop_event = threading.Event()
+        #: held while this thread is inside the database: a fork() must not happen then,
+        #: or the child inherits SQLite's mutexes locked and hangs (see Supervisor)
+        self.busy = threading.Lock()
         self._last_expiry = 0.0
         # Short-lived results are swept more often, but never more than once a tick.
         self.expire_every = min(EXPIRE_EVERY, max(interval, (result_expires or EXPIRE_EVERY) / 2))
 
     def run(self) -> None:
-        while not self._stop_event.wait(self.interval):
-            try:
-                self.tick()
-            except Exception:
-                logger.exception("housekeeping failed; retrying in %.1fs", self.interval)
+        now = time.monotonic()
+        next_tick, next_upkeep = now + self.interval, now
+        while not self._stop_event.wait(max(0.0, min(next_tick, next_upkeep) - now)):
+            now = time.monotonic()
+            with self.busy:
+                if now >= next_upkeep:
+                    next_upkeep = now + self._guard(self.broker.maintain, default=1.0)
+                if now >= next_tick:
+                    self._guard(self.tick)
+                    next_tick = now + self.interval
+            now = time.monotonic()
+
+    def _guard(self, action: Callable[[], Any], default: Any = None) -> Any:
+        try:
+            return action()
+        except Exception:
+            logger.exception("housekeeping failed; retrying in %.1fs", self.interval)
+            return default
 
     def tick(self) -> None:
         """One round: heartbeat (renews leases), reap expired leases, expire results."""

@@ -299,8 +299,12 @@ class Supervisor:
     """Starts, watches, replaces and stops the prefork children."""
 
     def __init__(self, app: LiteQ, spec: AppSpec, concurrency: int, options: ChildOptions,
-                 start_method: str | None = None) -> None:
+                 start_method: str | None = None,
+                 fork_guard: contextlib.AbstractContextManager[Any] | None = None) -> None:
         self.app = app
+        #: held around each start: no other thread of ours is inside SQLite then, so a
+        #: forked child never inherits a locked SQLite mutex
+        self._fork_guard = fork_guard or contextlib.nullcontext()
         self.spec = spec
         self.concurrency = concurrency
         self.options = options
@@ -328,7 +332,8 @@ class Supervisor:
             name=f"ForkPoolWorker-{index + 1}",
             daemon=True,
         )
-        process.start()
+        with self._fork_guard:
+            process.start()
         control_reader.close()
         report_writer.close()
         child = _Child(index, f"{self.options.worker_id}/{index}", process, control_writer,

@@ -53,6 +53,11 @@ logger = logging.getLogger(__name__)
 _STATE_NAMES = {READY: "ready", LEASED: "leased", SCHEDULED: "scheduled"}
 #: Worker rows silent for this many leases are removed.
 _STALE_WORKER_LEASES = 10
+#: While tasks flow, a worker's housekeeping checkpoints the WAL this often (seconds),
+#: off the task path; committing connections of workers never checkpoint themselves.
+CHECKPOINT_EVERY = 0.1
+#: Seconds between looks at an idle WAL.
+MAINTAIN_IDLE = 1.0
 
 
 def path_from_url(url: str) -> tuple[str, dict[str, str]]:
@@ -155,8 +160,10 @@ class SQLiteTransport(Transport):
         self._wake = WakeDir(self.path)
         self._opened = False
         self._open_lock = threading.Lock()
-        #: holder -> monotonic time this process last wrote its lease row
+        #: holder -> lease-clock time this process last wrote its lease row
         self._leases_held: dict[str, float] = {}
+        self._wal_changed = -1
+        self._checkpointed = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -211,6 +218,27 @@ class SQLiteTransport(Transport):
 
     def after_fork(self) -> None:
         self._db.forget_connections()
+
+    def worker_mode(self) -> None:
+        # A commit that crosses the WAL's size threshold would otherwise checkpoint
+        # (copy pages, fsync) in the middle of a task's round trip.
+        self._db.defer_checkpoints()
+
+    def maintain(self) -> float:
+        self._ensure_open()
+        try:
+            changed = os.stat(self.path + "-wal").st_mtime_ns
+        except FileNotFoundError:
+            return MAINTAIN_IDLE
+        if changed == self._wal_changed:
+            return MAINTAIN_IDLE
+        now = time.monotonic()
+        if now - self._checkpointed >= CHECKPOINT_EVERY:
+            self._db.checkpoint()
+            self._checkpointed = now
+            # a commit during the checkpoint changes the WAL again: look once more
+            self._wal_changed = os.stat(self.path + "-wal").st_mtime_ns
+        return CHECKPOINT_EVERY
 
     # -- messages --------------------------------------------------------------------
 

@@ -48,6 +48,9 @@ NETWORK_FILESYSTEMS = frozenset(
     }
 )
 
+#: Bytes the WAL file is cut back to after a checkpoint resets it.
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+
 # Connections inherited across fork(): kept referenced so they are never closed in
 # the child (sqlite3.Connection closes itself when collected).
 _inherited: list[Any] = []
@@ -148,6 +151,8 @@ class Database:
                 f"sqlite_synchronous must be NORMAL or FULL, not {synchronous!r}"
             )
         self.busy_timeout = busy_timeout
+        #: False in worker processes: a background thread checkpoints instead
+        self.autocheckpoint = True
         self.peewee = _PeeweeDatabase(self)
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -177,6 +182,9 @@ class Database:
             conn.execute("PRAGMA trusted_schema = OFF")
             conn.execute("PRAGMA temp_store = MEMORY")
             conn.execute("PRAGMA cache_size = -16000")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+            if not self.autocheckpoint:
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
         except sqlite3.DatabaseError as exc:
             if _is_busy(exc):
                 raise
@@ -186,6 +194,16 @@ class Database:
     def conn(self) -> sqlite3.Connection:
         """This thread's connection."""
         return self.peewee.connection()  # type: ignore[no-any-return]
+
+    def defer_checkpoints(self) -> None:
+        """Stop committing connections from checkpointing (call :meth:`checkpoint`)."""
+        self.autocheckpoint = False
+        if not self.peewee.is_closed():
+            self._retry(lambda: self.conn.execute("PRAGMA wal_autocheckpoint = 0"))
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database without blocking readers or writers."""
+        self._retry(lambda: self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
 
     def forget_connections(self) -> None:
         """Drop inherited connections without closing them (after ``fork()``)."""
