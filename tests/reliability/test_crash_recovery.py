@@ -112,3 +112,14 @@ def test_a_stopped_worker_is_taken_over_and_its_late_ack_refused(project: Projec
     time.sleep(0.2)
     assert tasks.app.AsyncResult(res.id).get(timeout=5) == value  # B's result stands
     assert rescuer.returncode is None
+
+
+def test_children_respawned_under_load_never_hang(project: Project) -> None:
+    """Children forked while housekeeping is busy (short lease: frequent heartbeats and
+    checkpoints) must not inherit a locked SQLite mutex."""
+    tasks = reliability_module(project, lease=0.6)
+    log = project.root / "log"
+    project.worker("-c", "2", "--max-tasks-per-child", "1", *app(tasks), pool="prefork",
+                   database="")
+    results = [tasks.noop.delay(str(log), i) for i in range(400)]
+    assert [res.get(timeout=60) for res in results] == list(range(400))
