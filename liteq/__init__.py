@@ -41,6 +41,7 @@ from liteq.exceptions import (
 from liteq.execute import Request
 from liteq.result import AsyncResult, EagerResult, GroupResult
 from liteq.routing import Exchange, Queue
+from liteq.schedules import crontab, schedule
 from liteq.states import State
 from liteq.task import Task, make_task, shared_tasks
 
@@ -116,9 +117,11 @@ __all__ = [
     "WorkerLostError",
     "__version__",
     "chain",
+    "crontab",
     "current_app",
     "group",
     "maybe_signature",
+    "schedule",
     "shared_task",
     "signals",
     "signature",

@@ -442,6 +442,41 @@ class LiteQ:
         self.on_after_configure.send(sender=self, source=self.conf)
         self.on_after_finalize.send(sender=self)
 
+    def add_periodic_task(self, schedule: Any, sig: Any, args: Iterable[Any] = (),
+                          kwargs: Mapping[str, Any] | None = None, name: str | None = None,
+                          **options: Any) -> str:
+        """Add a periodic task to ``beat_schedule`` (call it in ``on_after_configure``).
+
+        Args:
+            schedule: seconds, a ``timedelta``, ``liteq.schedules.schedule`` or ``crontab``.
+            sig: a signature (``test.s("hello")``) or a task.
+            name: the entry's name (default: the signature's repr); the same name
+                replaces an entry, as in Celery.
+            **options: ``apply_async`` options for each run (``expires``, ``queue``...).
+
+        Example:
+            >>> @app.on_after_configure.connect
+            ... def setup(sender, **kwargs):
+            ...     sender.add_periodic_task(10.0, test.s("hello"), name="add every 10")
+        """
+        if isinstance(sig, Task):
+            sig = sig.s(*args, **(kwargs or {}))
+            args, kwargs = (), None
+        if not isinstance(sig, Mapping) or "task" not in sig:
+            raise ImproperlyConfigured(f"add_periodic_task needs a signature, not {sig!r}")
+        key = name or repr(sig)
+        self.conf.beat_schedule = {
+            **(self.conf.beat_schedule or {}),
+            key: {
+                "schedule": schedule,
+                "task": sig["task"],
+                "args": (*args, *sig.get("args", ())),
+                "kwargs": {**sig.get("kwargs", {}), **(kwargs or {})},
+                "options": {**sig.get("options", {}), **options},
+            },
+        }
+        return key
+
     # -- sending ---------------------------------------------------------------------
 
     def _defaults(self, task: Task[Any, Any] | None, name: str) -> _Defaults:

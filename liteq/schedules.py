@@ -503,6 +503,8 @@ class crontab(BaseSchedule):  # Celery's name
         self.minute, self.hour, self.day_of_week, self.day_of_month, self.month_of_year = (
             values[name] for name in _FIELDS)
         self.tz: tzinfo = _zone(tz)
+        #: False when no zone was given: the beat then evaluates it in the app's timezone
+        self.tz_given = tz is not None
         # The fields as given, for repr and storage (Celery keeps them as _orig_*).
         self._orig = {name: _orig_text(spec, _FIELDS[name], values[name])
                       for name, spec in given.items()}

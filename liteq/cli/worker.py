@@ -77,6 +77,7 @@ def holding_pidfile(path: str | None) -> Iterator[None]:
               help="Soft time limit (seconds) for tasks that set none.")
 @click.option("--start-method", type=click.Choice(["fork", "forkserver", "spawn"]),
               default=None, help="How prefork starts processes (default: Python's).")
+@click.option("-B", "--beat", is_flag=True, help="Also run the beat (periodic tasks) here.")
 @click.option("--banner/--no-banner", default=True, help="Print the start-up summary.")
 @click.option("-O", "optimization", default=None, hidden=True)
 @click.option("-E", "--task-events", is_flag=True, hidden=True)
@@ -91,7 +92,8 @@ def worker(ctx: click.Context, database: str | None, app_path: str | None,
            pidfile: str | None, prefetch_multiplier: int | None,
            max_tasks_per_child: int | None, max_memory_per_child: int | None,
            time_limit: float | None, soft_time_limit: float | None,
-           start_method: str | None, banner: bool, **_celery_flags: object) -> None:
+           start_method: str | None, beat: bool, banner: bool,
+           **_celery_flags: object) -> None:
     """Run a worker: claim tasks from the database and run them.
 
     \b
@@ -117,6 +119,7 @@ def worker(ctx: click.Context, database: str | None, app_path: str | None,
         start_method=start_method,
         loglevel=loglevel,
         banner=banner,
+        beat=beat,
     )
     if app.conf.worker_pool_start_method and start_method is None:
         options.start_method = app.conf.worker_pool_start_method

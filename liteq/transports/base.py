@@ -141,6 +141,21 @@ class WorkerInfo:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class BeatEntry:
+    """A periodic task as stored: its definition, and when it runs next.
+
+    ``definition`` and ``schedule`` are json (made by the beat); times are epoch seconds.
+    """
+
+    name: str
+    definition: bytes
+    schedule: str
+    next_run_at: float
+    last_run_at: float | None = None
+    total_run_count: int = 0
+
+
 class Listener(Protocol):
     """A file descriptor that becomes readable when something was published."""
 
@@ -303,6 +318,29 @@ class Transport(abc.ABC):
     def expire_results(self, limit: int = 1000) -> int:
         """Delete up to ``limit`` results past their expiry; returns how many."""
 
+    # -- beat ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def beat_sync(self, entries: Sequence[BeatEntry]) -> list[BeatEntry]:
+        """Make the stored schedule match ``entries`` (the code's), in one transaction.
+
+        An entry whose definition and schedule are unchanged keeps its stored run
+        times; a new or changed one takes the given ``next_run_at``; stored entries not
+        in ``entries`` are retired. Returns the stored entries.
+        """
+
+    @abc.abstractmethod
+    def beat_entries(self) -> list[BeatEntry]:
+        """The stored schedule."""
+
+    @abc.abstractmethod
+    def beat_fire(self, name: str, expected_next: float, next_run_at: float,
+                  fired_at: float, envelope: Envelope | None) -> bool:
+        """Advance an entry from ``expected_next`` to ``next_run_at`` and publish its
+        message, in one transaction; False (and nothing done) when another beat
+        advanced it first. ``envelope`` None advances without publishing (a skipped tick).
+        """
+
     # -- workers ---------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -323,6 +361,7 @@ class Transport(abc.ABC):
 
 
 __all__ = [
+    "BeatEntry",
     "Delivery",
     "LeaseRef",
     "Listener",

@@ -15,11 +15,13 @@ import secrets
 import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from liteq import __version__, signals
+from liteq.beat import Beat
 from liteq.exceptions import ImproperlyConfigured, WorkerLostError
 from liteq.result import exception_info
 from liteq.routing import queues_from_setting
@@ -79,6 +81,8 @@ class WorkerOptions:
     start_method: str | None = None
     loglevel: int = logging.WARNING
     banner: bool = True
+    #: run the beat in this worker (``-B``)
+    beat: bool = False
 
 
 class Worker:
@@ -179,6 +183,9 @@ class Worker:
                                   interval=self.heartbeat_interval, policy=self.policy,
                                   info=self._info, result_expires=app.result_expires)
         signal_fd = self._install_signals()
+        beat_stop = threading.Event()
+        beat_thread = self._start_beat(housekeeper.busy, beat_stop) if self.options.beat \
+            else None
         try:
             housekeeper.start()
             if self.pool_name == "prefork":
@@ -186,12 +193,24 @@ class Worker:
             else:
                 self._run_in_process(signal_fd)
         finally:
+            beat_stop.set()
+            if beat_thread is not None:
+                beat_thread.join(timeout=10)
             housekeeper.stop()
             broker.unregister_worker(self.worker_id)
             signals.worker_shutdown.send(sender=self)
             logger.warning("%s shutdown complete (%s).", self.hostname,
                            "cold" if self.exit_code else "warm")
         return self.exit_code
+
+    def _start_beat(self, lock: Any, stop: threading.Event) -> threading.Thread:
+        beat = Beat(self.app, lock=lock)
+        beat.setup()  # here, so a bad schedule stops the worker with a clear error
+        signals.beat_embedded_init.send(sender=beat)
+        thread = threading.Thread(target=beat.run, args=(stop,), name="liteq-beat",
+                                  daemon=True)
+        thread.start()
+        return thread
 
     def _ready(self) -> None:
         if self.options.banner:

@@ -25,6 +25,7 @@ from liteq._clock import boot_id, lease_clock, wall
 from liteq.exceptions import ImproperlyConfigured
 from liteq.messages import Envelope
 from liteq.transports.base import (
+    BeatEntry,
     Delivery,
     LeaseRef,
     Listener,
@@ -530,6 +531,55 @@ class SQLiteTransport(Transport):
         self._ensure_open()
         params = {"now": wall(), "limit": limit}
         return int(self._db.write(lambda conn: conn.execute(queries.EXPIRE_RESULTS, params).rowcount))
+
+    # -- beat ------------------------------------------------------------------------
+
+    def beat_sync(self, entries: Sequence[BeatEntry]) -> list[BeatEntry]:
+        self._ensure_open()
+        model = self._models.BeatEntry
+
+        def sync(_conn: sqlite3.Connection) -> None:
+            stored = {row.name: row for row in model.select()}
+            for entry in entries:
+                row = stored.pop(entry.name, None)
+                if row is not None and bytes(row.definition) == entry.definition \
+                        and row.schedule == entry.schedule:
+                    continue
+                model.replace(name=entry.name, definition=entry.definition,
+                              schedule=entry.schedule, next_run_at=entry.next_run_at,
+                              last_run_at=row.last_run_at if row else None,
+                              total_run_count=row.total_run_count if row else 0).execute()
+            if stored:
+                model.delete().where(model.name.in_(list(stored))).execute()
+
+        self._db.write(sync)
+        return self.beat_entries()
+
+    def beat_entries(self) -> list[BeatEntry]:
+        self._ensure_open()
+        model = self._models.BeatEntry
+        rows = self._db.read(lambda _conn: list(model.select().order_by(model.next_run_at)))
+        return [BeatEntry(row.name, bytes(row.definition), row.schedule, row.next_run_at,
+                          row.last_run_at, row.total_run_count) for row in rows]
+
+    def beat_fire(self, name: str, expected_next: float, next_run_at: float,
+                  fired_at: float, envelope: Envelope | None) -> bool:
+        self._ensure_open()
+        params = {"name": name, "expected": expected_next, "next": next_run_at,
+                  "fired": fired_at if envelope is not None else None,
+                  "count": 1 if envelope is not None else 0}
+
+        def fire(conn: sqlite3.Connection) -> bool:
+            if conn.execute(queries.BEAT_ADVANCE, params).rowcount != 1:
+                return False  # another beat fired this tick
+            if envelope is not None:
+                conn.execute(queries.PUBLISH, _message_row(envelope, wall()))
+            return True
+
+        fired = self._db.write(fire)
+        if fired and envelope is not None:
+            self._wake.workers.notify()
+        return fired
 
     # -- workers ---------------------------------------------------------------------
 

@@ -166,7 +166,14 @@ IS_LEASED = (
     "WHERE state = 1 AND task_id = ? LIMIT 1"
 )
 
+#: Advance a beat entry only if no other beat did since we read it (compare-and-set).
+BEAT_ADVANCE = (
+    "UPDATE liteq_beat SET next_run_at = :next, last_run_at = coalesce(:fired, last_run_at), "
+    "total_run_count = total_run_count + :count WHERE name = :name AND next_run_at = :expected"
+)
+
 __all__ = [
+    "BEAT_ADVANCE",
     "ACK",
     "DROP",
     "DROP_LEASE",

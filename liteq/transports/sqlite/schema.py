@@ -137,6 +137,19 @@ def make_models(database: pw.Database) -> SimpleNamespace:
         class Meta:
             table_name = "liteq_workers"
 
+    class BeatEntry(Base):
+        """A periodic task: its definition and its run times (see liteq.beat)."""
+
+        name = pw.TextField(primary_key=True)
+        definition = pw.BlobField()  # json: task, args, kwargs, options
+        schedule = pw.TextField()  # json: liteq.schedules to_dict()
+        next_run_at = pw.FloatField()  # epoch seconds
+        last_run_at = pw.FloatField(null=True)
+        total_run_count = pw.IntegerField(default=0, constraints=[_ZERO])
+
+        class Meta:
+            table_name = "liteq_beat"
+
     class Meta(Base):
         """Facts about the file itself (the boot its leases belong to)."""
 
@@ -147,7 +160,8 @@ def make_models(database: pw.Database) -> SimpleNamespace:
             table_name = "liteq_meta"
 
     return SimpleNamespace(Message=Message, Lease=Lease, Result=Result, Worker=Worker,
-                           Meta=Meta, all=[Message, Lease, Result, Worker, Meta])
+                           BeatEntry=BeatEntry, Meta=Meta,
+                           all=[Message, Lease, Result, Worker, BeatEntry, Meta])
 
 
 def _v1(models: SimpleNamespace) -> None:
