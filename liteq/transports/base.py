@@ -247,8 +247,8 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def extend_leases(self, worker_id: str, lease_seconds: float) -> int:
-        """Renew every lease held by ``worker_id`` or its pool processes
-        (``worker_id + "/N"``); returns how many."""
+        """Renew the leases of ``worker_id`` and of its pool processes
+        (``worker_id + "/N"``), one per holder; returns how many holders were renewed."""
 
     @abc.abstractmethod
     def reap_expired(self, policy: LostTaskPolicy) -> ReapReport:
@@ -349,7 +349,7 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def heartbeat(self, worker_id: str, lease_seconds: float, info: dict[str, Any]) -> int:
-        """Mark the worker alive and renew its leases; returns the leases renewed."""
+        """Mark the worker alive and renew its leases (as :meth:`extend_leases`)."""
 
     @abc.abstractmethod
     def unregister_worker(self, worker_id: str) -> None:
