@@ -19,7 +19,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -58,9 +57,21 @@ _IGNORED_OPTIONS = frozenset({
 class _Defaults:
     """Per-task send options resolved from the task, annotations and settings."""
 
-    __slots__ = ("acks_late", "ignore_result", "priority", "queue", "serializer",
-                 "soft_time_limit", "time_limit", "expires", "exchange", "routing_key",
-                 "signature", "shapes", "route")
+    __slots__ = (
+        "acks_late",
+        "exchange",
+        "expires",
+        "ignore_result",
+        "priority",
+        "queue",
+        "route",
+        "routing_key",
+        "serializer",
+        "shapes",
+        "signature",
+        "soft_time_limit",
+        "time_limit",
+    )
 
     def __init__(self, app: LiteQ, task: Task[Any, Any] | None) -> None:
         conf = app.conf
@@ -792,11 +803,13 @@ class LiteQ:
 
     # -- results ---------------------------------------------------------------------
 
-    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult[Any]:  # noqa: N802
-        return AsyncResult(task_id, self, kwargs.get("task_name"))
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> _AsyncResult[Any]:
+        """The result of the task with this id (``app.AsyncResult(id).get()``)."""
+        return _AsyncResult(task_id, self, kwargs.get("task_name"))
 
-    def GroupResult(self, group_id: str, results: list[AsyncResult[Any]]) -> GroupResult:  # noqa: N802
-        return GroupResult(group_id, results, app=self)
+    def GroupResult(self, group_id: str, results: list[_AsyncResult[Any]]) -> _GroupResult:
+        """A group's result from its id and its tasks' results."""
+        return _GroupResult(group_id, results, app=self)
 
     def make_record(
         self, task_id: str, state: str, data: Any, *, task_name: str | None = None,
@@ -826,6 +839,8 @@ class LiteQ:
 
 
 Celery = LiteQ
+_AsyncResult = AsyncResult
+_GroupResult = GroupResult
 
 _ORIGIN = origin()
 #: Shared, never mutated: most messages have no headers and no canvas options.
@@ -861,7 +876,7 @@ def _as_args(args: Any, name: str) -> tuple[Any, ...]:
 
 def _as_kwargs(kwargs: Any, name: str) -> dict[str, Any]:
     if type(kwargs) is dict:
-        return kwargs  # type: ignore[no-any-return]
+        return kwargs
     if kwargs is None:
         return {}
     if not isinstance(kwargs, Mapping):

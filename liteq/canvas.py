@@ -185,7 +185,8 @@ class Signature(dict[str, Any]):
         final = self.clone(args, kwargs)
         return self.type(*final.args, **final.kwargs)
 
-    def __or__(self, other: Any) -> chain:
+    # ``|`` builds a chain, as in Celery (not dict's merge).
+    def __or__(self, other: Any) -> chain:  # type: ignore[override]
         if isinstance(other, chain):
             return chain(self, *other.tasks)
         if isinstance(other, Signature):
@@ -193,7 +194,8 @@ class Signature(dict[str, Any]):
         return NotImplemented
 
     def __repr__(self) -> str:
-        args = ", ".join([*map(repr, self["args"]), *(f"{k}={v!r}" for k, v in self["kwargs"].items())])
+        kwargs = (f"{key}={value!r}" for key, value in self["kwargs"].items())
+        args = ", ".join([*map(repr, self["args"]), *kwargs])
         return f"{self.task}({args}){'!' if self.immutable else ''}"
 
 
@@ -267,10 +269,10 @@ class chain(Signature):
         assert result is not None
         return result
 
-    def __call__(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:  # type: ignore[override]
+    def __call__(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
         return self.apply_async(args, kwargs)
 
-    def __or__(self, other: Any) -> chain:
+    def __or__(self, other: Any) -> chain:  # type: ignore[override]
         if isinstance(other, chain):
             return chain(*self.tasks, *other.tasks)
         if isinstance(other, Signature):
@@ -300,7 +302,8 @@ class group(Signature):
     def tasks(self) -> list[Signature]:
         return list(self["kwargs"]["tasks"])
 
-    def apply_async(
+    # A group's results are a GroupResult, as in Celery: it narrows the return type.
+    def apply_async(  # type: ignore[override]
         self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> GroupResult:
@@ -320,7 +323,9 @@ class group(Signature):
                 first.task, [(step["args"], step["kwargs"]) for step in steps],
                 task=first.type, group_id=group_id, **first.options,
             )
-            results = [AsyncResult(task_id, app, first.task, ignored=ignored) for task_id in ids]
+            results: list[AsyncResult[Any]] = [
+                AsyncResult(task_id, app, first.task, ignored=ignored) for task_id in ids
+            ]
             return GroupResult(group_id, results, app=app)
         messages = [app.build_message(step.task, step.args, step.kwargs, task=step.type,
                                       group_id=group_id, **step.options) for step in steps]
@@ -328,14 +333,14 @@ class group(Signature):
         results = [AsyncResult(m.id, app, m.task, ignored=m.ignore_result) for m in messages]
         return GroupResult(group_id, results, app=app)
 
-    def apply(
+    def apply(  # type: ignore[override]
         self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> GroupResult:
         results = [step.apply(args, kwargs, **options) for step in self.tasks]
         return GroupResult(str(uuid.uuid4()), results, app=self._app)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> GroupResult:  # type: ignore[override]
+    def __call__(self, *args: Any, **kwargs: Any) -> GroupResult:
         return self.apply_async(args, kwargs)
 
     def __repr__(self) -> str:

@@ -40,7 +40,8 @@ class Option:
     type: type | tuple[type, ...] | None = None
 
 
-def _o(default: Any = None, *old: str, noop: bool = False, doc: str = "", type: Any = None) -> Option:
+def _o(default: Any = None, *old: str, noop: bool = False, doc: str = "",
+       type: Any = None) -> Option:
     return Option(default, tuple(old), noop, doc, type)
 
 
@@ -310,7 +311,7 @@ class Settings(MutableMapping[str, Any]):
             return
         self._values[key] = value
 
-    def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
         items = dict(other.items() if isinstance(other, Mapping) else other)
         items.update(kwargs)
         for name, value in items.items():

@@ -67,7 +67,7 @@ class TaskError(LiteQError):
     """A task-related error."""
 
 
-class NotRegistered(KeyError, TaskError):  # noqa: N818 - Celery's name
+class NotRegistered(KeyError, TaskError):
     """The task is not registered."""
 
     def __str__(self) -> str:
@@ -94,7 +94,7 @@ class MaxRetriesExceededError(TaskError):
     """The task was retried more times than its ``max_retries`` allows."""
 
 
-class SoftTimeLimitExceeded(Exception):  # noqa: N818 - Celery's name
+class SoftTimeLimitExceeded(Exception):
     """The task ran past its soft time limit.
 
     Raised inside the running task, which may catch it to clean up. It derives from
@@ -112,7 +112,7 @@ class TaskPredicate(LiteQError):
     """Base class for exceptions that tell the worker what to do with a task."""
 
 
-class Retry(TaskPredicate):  # noqa: N818 - Celery's name
+class Retry(TaskPredicate):
     """The task is to be retried later."""
 
     def __init__(
@@ -137,11 +137,11 @@ class Retry(TaskPredicate):  # noqa: N818 - Celery's name
         return (type(self), (self.message, self.exc, self.when))
 
 
-class Ignore(TaskPredicate):  # noqa: N818 - Celery's name
+class Ignore(TaskPredicate):
     """The task's state is not to be updated."""
 
 
-class Reject(TaskPredicate):  # noqa: N818 - Celery's name
+class Reject(TaskPredicate):
     """The task was rejected by its own code."""
 
     def __init__(self, reason: object = None, requeue: bool = False) -> None:

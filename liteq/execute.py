@@ -380,9 +380,10 @@ def _tracks_started(app: LiteQ, task: Task[Any, Any]) -> bool:
 
 def _record_started(app: LiteQ, task: Task[Any, Any], request: Request) -> None:
     meta = {"pid": os.getpid(), "hostname": request.hostname}
-    record = configured(app, task).make_record(request.id or "", STARTED, meta, task_name=request.task,
-                             worker=request.hostname, retries=request.retries,
-                             serializer=task.result_serializer)
+    record = configured(app, task).make_record(
+        request.id or "", STARTED, meta, task_name=request.task, worker=request.hostname,
+        retries=request.retries, serializer=task.result_serializer,
+    )
     app.backend.store_result(record, fence=request.delivery if app.results_with_broker
                              else None)
 
@@ -487,8 +488,9 @@ def _unrunnable(app: LiteQ, delivery: Delivery, hostname: str, exc: Exception) -
     request = Request(id=envelope.task_id, task=envelope.task_name, hostname=hostname,
                       called_directly=False)
     logger.error("cannot run %s[%s]: %s", envelope.task_name, envelope.task_id, exc)
-    record = _record(app, None, request, FAILURE, exception_info(exc), f"{type(exc).__name__}: {exc}")
-    return Outcome(FAILURE, record, summary=f"{type(exc).__name__}: {exc}", exception=exc)
+    reason = f"{type(exc).__name__}: {exc}"
+    record = _record(app, None, request, FAILURE, exception_info(exc), reason)
+    return Outcome(FAILURE, record, summary=reason, exception=exc)
 
 
 def _expired(app: LiteQ, request: Request) -> Outcome:

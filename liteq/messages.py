@@ -204,7 +204,8 @@ def describe_unserializable(
                 f"cannot serialize argument {index} ({type(value).__name__}: {_short(value)}) "
                 f"of task {message.task} with {serializer.name}: {error}"
             )
-    for name, value in message.kwargs.items():
+    kwargs: Mapping[Any, Any] = message.kwargs  # names may be anything at run time
+    for name, value in kwargs.items():
         if not isinstance(name, str):
             return f"keyword argument names must be strings, got {name!r} for {message.task}"
         if not _encodes(serializer, value):

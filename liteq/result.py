@@ -358,7 +358,14 @@ class EagerResult(AsyncResult[R]):
 
     status = state
 
-    def get(self, timeout: float | None = None, propagate: bool = True, **_unused: Any) -> R:
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        disable_sync_subtasks: bool = True,
+        **_unused: Any,
+    ) -> R:
         return self._finish(self._record(), propagate)  # type: ignore[arg-type,no-any-return]
 
     wait = get

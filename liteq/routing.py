@@ -151,7 +151,7 @@ def bound_queues(queues: Iterable[Queue], exchange: str, routing_key: str) -> li
 Router = Callable[..., Any]
 
 
-def _glob_router(pattern: str, route: Any) -> Router:
+def _glob_router(pattern: str | re.Pattern[str], route: Any) -> Router:
     if isinstance(pattern, re.Pattern):
         compiled = pattern
     elif any(ch in pattern for ch in "*?["):

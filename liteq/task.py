@@ -23,7 +23,7 @@ from liteq.exceptions import (
     Retry,
 )
 from liteq.execute import IGNORED, Request, execute
-from liteq.messages import Envelope, Message
+from liteq.messages import Envelope
 from liteq.result import AsyncResult, EagerResult
 from liteq.states import FAILURE, RETRY, SUCCESS
 
@@ -208,12 +208,14 @@ class Task(Generic[P, R]):
         traceback = outcome.record.traceback if outcome.record is not None else None
         return EagerResult(message.id, value, outcome.state, traceback, app, self.name)
 
-    def AsyncResult(self, task_id: str) -> AsyncResult[R]:  # noqa: N802 - Celery's name
+    def AsyncResult(self, task_id: str) -> AsyncResult[R]:
         return AsyncResult(task_id, self.app, self.name)
 
     # -- signatures ------------------------------------------------------------------
 
-    def signature(self, args: Iterable[Any] | None = None, *starargs: Any, **options: Any) -> canvas.Signature:
+    def signature(self, args: Iterable[Any] | None = None,
+                  **options: Any) -> canvas.Signature:
+        """A signature with options: ``add.signature((2, 2), countdown=10)``."""
         kwargs = options.pop("kwargs", None)
         return canvas.Signature(self, args, kwargs, options)
 
@@ -359,7 +361,8 @@ class Task(Generic[P, R]):
 
     # -- hooks -----------------------------------------------------------------------
 
-    def before_start(self, task_id: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def before_start(self, task_id: str | None, args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> None:
         """Called before the task body runs."""
 
     def on_success(self, retval: Any, task_id: str | None, args: tuple[Any, ...],
@@ -382,9 +385,9 @@ class Task(Generic[P, R]):
 def backoff_interval(factor: float, retries: int, maximum: float, full_jitter: bool) -> float:
     """Celery's exponential backoff: ``factor * 2**retries`` capped at ``maximum``,
     drawn uniformly from ``[0, that]`` with full jitter."""
-    countdown = min(maximum, factor * (2**retries))
+    countdown = float(min(maximum, factor * (2**retries)))
     if full_jitter:
-        countdown = random.randrange(int(countdown) + 1)
+        countdown = float(random.randrange(int(countdown) + 1))
     return max(0.0, countdown)
 
 
@@ -420,7 +423,8 @@ def make_task(
     if "autoretry_for" in options:
         attributes["autoretry_for"] = tuple(options["autoretry_for"])
     cls = type(fun.__name__, (base,), attributes)
-    return cls()
+    task: Task[Any, Any] = cls()
+    return task
 
 
 _TASK_OPTIONS = {

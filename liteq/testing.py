@@ -95,7 +95,7 @@ class WorkerProcess:
     """A real ``liteq worker`` subprocess, stopped by its pid (never by name).
 
     Example:
-        >>> with WorkerProcess(["tasks.db", "-P", "solo"], cwd=tmp_path) as worker:  # doctest: +SKIP
+        >>> with WorkerProcess(["tasks.db", "-P", "solo"], cwd=tmp_path):  # doctest: +SKIP
         ...     assert add.delay(2, 2).get(timeout=10) == 4
     """
 
@@ -118,7 +118,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         command = [sys.executable, "-m", "liteq", *self.global_args, "worker", *self.args]
         if self.log_path:
-            self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+            self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             command, cwd=self.cwd, env=self.env, stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,

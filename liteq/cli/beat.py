@@ -6,7 +6,6 @@ import json
 import signal
 import sys
 import threading
-
 from datetime import datetime
 from typing import Any
 

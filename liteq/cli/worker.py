@@ -35,7 +35,9 @@ def holding_pidfile(path: str | None) -> Iterator[None]:
         except ProcessLookupError:
             pass  # a stale pidfile: its process is gone
         except PermissionError:
-            raise click.ClickException(f"pidfile {path} belongs to running process {other}")
+            raise click.ClickException(
+                f"pidfile {path} belongs to running process {other}"
+            ) from None
         else:
             raise click.ClickException(f"pidfile {path} belongs to running process {other}")
     with open(path, "w", encoding="ascii") as handle:
@@ -86,7 +88,7 @@ def holding_pidfile(path: str | None) -> Iterator[None]:
 @click.option("--without-mingle", is_flag=True, hidden=True)
 @click.pass_context
 @handle_errors
-def worker(ctx: click.Context, database: str | None, app_path: str | None,
+def worker(ctx: click.Context, /, database: str | None, app_path: str | None,
            queues: tuple[str, ...], exclude_queues: tuple[str, ...], hostname: str,
            concurrency: int | None, pool: str | None, loglevel: int, logfile: str | None,
            pidfile: str | None, prefetch_multiplier: int | None,

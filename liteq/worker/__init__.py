@@ -43,7 +43,7 @@ POOLS: dict[str, type[Pool]] = {"threads": ThreadPool, "solo": SoloPool}
 EXIT_OK, EXIT_FAILURE = 0, 1
 
 
-class ColdShutdown(BaseException):  # noqa: N818 - a control-flow signal, like SystemExit
+class ColdShutdown(BaseException):
     """Raised in the main thread to interrupt a solo-pool task at cold shutdown."""
 
 
@@ -89,7 +89,8 @@ class Worker:
     """One worker process (and its pool).
 
     Example:
-        >>> Worker(app, AppSpec(import_path="proj"), WorkerOptions(concurrency=4)).start()  # doctest: +SKIP
+        >>> options = WorkerOptions(concurrency=4)
+        >>> Worker(app, AppSpec(import_path="proj"), options).start()  # doctest: +SKIP
     """
 
     def __init__(self, app: LiteQ, spec: AppSpec, options: WorkerOptions) -> None:
@@ -114,7 +115,8 @@ class Worker:
         self.queues = self._queues()
         self.lease = app.visibility_timeout
         interval = conf.worker_heartbeat_interval
-        self.heartbeat_interval = float(interval) if interval else min(10.0, max(0.2, self.lease / 6))
+        self.heartbeat_interval = (float(interval) if interval
+                                   else min(10.0, max(0.2, self.lease / 6)))
         self.worker_id = f"{self.hostname}:{os.getpid()}:{secrets.token_hex(3)}"
         self.policy = self._lost_policy()
         self._runner: Consumer | Supervisor | None = None

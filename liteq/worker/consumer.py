@@ -205,9 +205,10 @@ class Consumer:
         self.tracker.settled([item.delivery for item in finished])
         for settlement, ok in zip(settlements, accepted, strict=True):
             if not ok and not settlement.release:
+                held = settlement.delivery
                 logger.warning("lease of %s[%s] was lost (taken over after it expired); "
-                               "its outcome is discarded", settlement.delivery.task_name,
-                               settlement.delivery.task_id)
+                               "its outcome is discarded", getattr(held, "task_name", "?"),
+                               getattr(held, "task_id", "?"))
         self.buffer.extend(claimed)
         if limit > 0:
             self._want_claim = len(claimed) == limit

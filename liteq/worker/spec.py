@@ -75,38 +75,12 @@ def find_app(path: str) -> LiteQ:
     if "." not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     module_name, _, attribute = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise ImproperlyConfigured(
-                f"cannot import {module_name!r}: no module named {exc.name!r} "
-                f"(run from the directory that contains it)"
-            ) from None
-        raise
+    module = _import(module_name)
     if attribute:
-        value: Any = module
-        for part in attribute.split("."):
-            value = getattr(value, part, None)
-        if isinstance(value, LiteQ):
-            return value
-        if callable(value):
-            value = value()
-            if isinstance(value, LiteQ):
-                return value
-        raise ImproperlyConfigured(f"{path!r} is not a liteq app")
+        return _app_attribute(module, attribute, path)
     apps = _apps_in(module)
     if not apps and hasattr(module, "__path__"):
-        for sub in ("celery", "liteq", "app", "tasks"):
-            try:
-                submodule = importlib.import_module(f"{module_name}.{sub}")
-            except ModuleNotFoundError as exc:
-                if exc.name == f"{module_name}.{sub}":
-                    continue
-                raise
-            apps = _apps_in(submodule)
-            if apps:
-                break
+        apps = _apps_in_package(module_name)
     if len(apps) == 1:
         return apps[0]
     if not apps:
@@ -116,6 +90,43 @@ def find_app(path: str) -> LiteQ:
     raise ImproperlyConfigured(
         f"module {module_name!r} has several apps; name one: -A {module_name}:app"
     )
+
+
+def _import(module_name: str) -> ModuleType:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise ImproperlyConfigured(
+                f"cannot import {module_name!r}: no module named {exc.name!r} "
+                f"(run from the directory that contains it)"
+            ) from None
+        raise
+
+
+def _app_attribute(module: ModuleType, attribute: str, path: str) -> LiteQ:
+    value: Any = module
+    for part in attribute.split("."):
+        value = getattr(value, part, None)
+    if callable(value) and not isinstance(value, LiteQ):
+        value = value()  # an app factory
+    if isinstance(value, LiteQ):
+        return value
+    raise ImproperlyConfigured(f"{path!r} is not a liteq app")
+
+
+def _apps_in_package(package: str) -> list[LiteQ]:
+    for sub in ("celery", "liteq", "app", "tasks"):
+        try:
+            submodule = importlib.import_module(f"{package}.{sub}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{package}.{sub}":
+                continue
+            raise
+        apps = _apps_in(submodule)
+        if apps:
+            return apps
+    return []
 
 
 __all__ = ["AppSpec", "find_app"]

@@ -85,7 +85,7 @@ class Slot(ctypes.Structure):
     ]
 
 
-_LEASES_OFFSET = Slot.leases.offset  # type: ignore[attr-defined]
+_LEASES_OFFSET: int = Slot.leases.offset
 
 
 @dataclass(frozen=True)
@@ -308,7 +308,7 @@ class Supervisor:
         self.spec = spec
         self.concurrency = concurrency
         self.options = options
-        self._context = multiprocessing.get_context(start_method)
+        self._context: Any = multiprocessing.get_context(start_method)
         self._children: list[_Child | None] = [None] * concurrency
         self._selector = selectors.DefaultSelector()
         self._handlers: dict[int, Callable[[], None]] = {}
@@ -411,9 +411,8 @@ class Supervisor:
             self._failed_starts += 1
             if self._failed_starts >= MAX_FAILED_STARTS:
                 self.stopping = "cold"
-                raise PoolStartError(
-                    f"worker processes cannot start: {error or _exit_reason(child.process.exitcode)}"
-                )
+                reason = error or _exit_reason(child.process.exitcode)
+                raise PoolStartError(f"worker processes cannot start: {reason}")
         else:
             self._failed_starts = 0
         if self.stopping is None:

@@ -351,7 +351,9 @@ class SQLiteTransport(Transport):
     def extend_leases(self, worker_id: str, lease_seconds: float) -> int:
         self._ensure_open()
         params = _group(worker_id, lease_seconds)
-        return int(self._db.write(lambda conn: conn.execute(queries.EXTEND_LEASES, params).rowcount))
+        return int(self._db.write(
+            lambda conn: conn.execute(queries.EXTEND_LEASES, params).rowcount
+        ))
 
     def reap_expired(self, policy: LostTaskPolicy) -> ReapReport:
         self._ensure_open()
@@ -530,7 +532,9 @@ class SQLiteTransport(Transport):
     def expire_results(self, limit: int = 1000) -> int:
         self._ensure_open()
         params = {"now": wall(), "limit": limit}
-        return int(self._db.write(lambda conn: conn.execute(queries.EXPIRE_RESULTS, params).rowcount))
+        return int(self._db.write(
+            lambda conn: conn.execute(queries.EXPIRE_RESULTS, params).rowcount
+        ))
 
     # -- beat ------------------------------------------------------------------------
 
@@ -652,7 +656,7 @@ def _settle_in(conn: sqlite3.Connection, settlements: Sequence[Settlement], now:
     """SETTLE: remove (or release) each message whose token still matches; store its
     result and publish its follow-ups in the same transaction."""
     settled = _Settled()
-    published = []
+    published: list[tuple[Any, ...]] = []
     for settlement in settlements:
         delivery = settlement.delivery
         sql = queries.RELEASE if settlement.release else queries.ACK

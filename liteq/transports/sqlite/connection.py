@@ -193,7 +193,7 @@ class Database:
     @property
     def conn(self) -> sqlite3.Connection:
         """This thread's connection."""
-        return self.peewee.connection()  # type: ignore[no-any-return]
+        return self.peewee.connection()  # type: ignore[no-any-return,no-untyped-call]
 
     def defer_checkpoints(self) -> None:
         """Stop committing connections from checkpointing (call :meth:`checkpoint`)."""
@@ -207,10 +207,10 @@ class Database:
 
     def forget_connections(self) -> None:
         """Drop inherited connections without closing them (after ``fork()``)."""
-        state = self.peewee._state
+        state = self.peewee._state  # type: ignore[attr-defined]
         if state.conn is not None:
             _inherited.append(state.conn)
-        self.peewee._state = type(state)()
+        self.peewee._state = type(state)()  # type: ignore[attr-defined]
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
@@ -294,11 +294,11 @@ class Database:
         try:
             yield conn
         except BaseException:
-            if conn.in_transaction:
+            if _open_transaction(conn):  # the block may have ended it itself
                 conn.execute("ROLLBACK")
             raise
         else:
-            if conn.in_transaction:
+            if _open_transaction(conn):
                 self._retry(lambda: conn.execute("COMMIT"))
 
     def read(self, body: Callable[[sqlite3.Connection], T]) -> T:
@@ -308,6 +308,10 @@ class Database:
             return self._retry(lambda: body(conn))
         except sqlite3.DatabaseError as exc:
             raise self._wrap(exc) from exc
+
+
+def _open_transaction(conn: sqlite3.Connection) -> bool:
+    return bool(conn.in_transaction)
 
 
 def sqlite_version_ok() -> bool:
