@@ -41,6 +41,7 @@ from liteq.exceptions import (
     TimeLimitExceeded,
 )
 from liteq.messages import Envelope, Message, iso
+from liteq.ratelimits import parse_rate
 from liteq.result import exception_info
 from liteq.states import FAILURE, RETRY, REVOKED, STARTED, SUCCESS
 from liteq.transports.base import Delivery, ResultRecord
@@ -53,6 +54,8 @@ logger = logging.getLogger("liteq.worker.task")
 
 #: Outcome states besides the task states: nothing to store.
 IGNORED, REJECTED = "IGNORED", "REJECTED"
+#: Not run yet: the task's rate limit had no token; it waits until ``defer_until``.
+DEFERRED = "DEFERRED"
 
 
 class Request:
@@ -163,6 +166,8 @@ class Outcome:
     requeue: bool = False
     #: a short description for the worker's log line
     summary: str = ""
+    #: DEFERRED: when the message may be tried again (epoch seconds)
+    defer_until: float | None = None
     #: the return value and exception, kept only in the process that ran the task
     value: Any = field(default=None, repr=False)
     exception: BaseException | None = field(default=None, repr=False)
@@ -170,7 +175,7 @@ class Outcome:
     def portable(self) -> Outcome:
         """A copy without the live value and exception (safe to pickle)."""
         return Outcome(self.state, self.record, self.publish, self.runtime, self.requeue,
-                       self.summary)
+                       self.summary, self.defer_until)
 
 
 # -- time limits ---------------------------------------------------------------------
@@ -480,7 +485,27 @@ def run_delivery(
         signals.task_unknown.send(sender=None, name=message.task, id=message.id,
                                   message=message, exc=exc)
         return _unrunnable(app, delivery, hostname, exc)
+    wait = _rate_limited(app, task)
+    if wait:
+        return Outcome(DEFERRED, summary=f"rate limited for {wait:.3f}s",
+                       defer_until=time.time() + wait)
     return execute(app, task, request, soft_limit=True, hard_limit=hard_limit)
+
+
+def _rate_limited(app: LiteQ, task: Task[Any, Any]) -> float:
+    """Seconds the task must wait for its rate limit (0.0: run now)."""
+    settings = configured(app, task).conf
+    limit = task.rate_limit or settings.task_default_rate_limit
+    if not limit or settings.worker_disable_rate_limits:
+        return 0.0
+    try:
+        rate = parse_rate(limit)
+    except ValueError:
+        logger.error("task %s: ignoring its invalid rate limit %r", task.name, limit)
+        return 0.0
+    if rate is None:
+        return 0.0
+    return app.broker.take_token(f"rate:{task.name}", rate)
 
 
 def _unrunnable(app: LiteQ, delivery: Delivery, hostname: str, exc: Exception) -> Outcome:
@@ -504,6 +529,7 @@ def _expired(app: LiteQ, request: Request) -> Outcome:
 
 
 __all__ = [
+    "DEFERRED",
     "IGNORED",
     "REJECTED",
     "Outcome",

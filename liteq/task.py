@@ -24,6 +24,7 @@ from liteq.exceptions import (
 )
 from liteq.execute import IGNORED, Request, execute
 from liteq.messages import Envelope
+from liteq.ratelimits import parse_rate
 from liteq.result import AsyncResult, EagerResult
 from liteq.states import FAILURE, RETRY, SUCCESS
 
@@ -422,6 +423,11 @@ def make_task(
     }
     if "autoretry_for" in options:
         attributes["autoretry_for"] = tuple(options["autoretry_for"])
+    if options.get("rate_limit") is not None:
+        try:
+            parse_rate(options["rate_limit"])
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"task {name}: {exc}") from None
     cls = type(fun.__name__, (base,), attributes)
     task: Task[Any, Any] = cls()
     return task

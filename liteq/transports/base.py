@@ -81,13 +81,15 @@ class Settlement:
     The message is removed and, in the same transaction, ``result`` is stored and
     ``publish`` (a retry, the next step of a chain, callbacks) is published. With
     ``release`` the message goes back to the queue instead, its delivery not counted
-    (a prefetched task returned at shutdown).
+    (a prefetched task returned at shutdown); with ``release_at`` too, it waits as
+    scheduled until then (a rate-limited task).
     """
 
     delivery: Delivery | LeaseRef
     result: ResultRecord | None = None
     publish: tuple[Envelope, ...] = ()
     release: bool = False
+    release_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +342,14 @@ class Transport(abc.ABC):
         message, in one transaction; False (and nothing done) when another beat
         advanced it first. ``envelope`` None advances without publishing (a skipped tick).
         """
+
+    # -- rate limits -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def take_token(self, key: str, rate: float, capacity: float = 1.0) -> float:
+        """Take a token from the bucket ``key`` (refilled at ``rate`` per second, holding
+        at most ``capacity``), shared by every worker; returns 0.0 when one was taken,
+        else the seconds until one will be there (nothing taken)."""
 
     # -- workers ---------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from liteq.execute import IGNORED, REJECTED
+from liteq.execute import DEFERRED, IGNORED, REJECTED
 from liteq.states import FAILURE, RETRY, REVOKED, SUCCESS
 from liteq.transports.base import Delivery, LostTaskPolicy, Settlement
 from liteq.worker.pool import Finished, Pool
@@ -236,13 +236,18 @@ class Consumer:
                 continue
             _log_outcome(item.delivery, outcome.state, outcome.runtime, outcome.summary,
                          outcome.record.traceback if outcome.record else None)
-            runtime = outcome.runtime
-            self._runtime = runtime if self._runtime is None else \
-                0.8 * self._runtime + 0.2 * runtime
+            if outcome.state != DEFERRED:
+                runtime = outcome.runtime
+                self._runtime = runtime if self._runtime is None else \
+                    0.8 * self._runtime + 0.2 * runtime
             record = outcome.record
             if separate_results and record is not None:
                 records.append(record)
                 record = None
+            if outcome.state == DEFERRED:  # rate limited: wait in the queue, not here
+                settlements.append(Settlement(item.delivery, release=True,
+                                              release_at=outcome.defer_until))
+                continue
             settlements.append(Settlement(item.delivery, record, outcome.publish,
                                           release=outcome.requeue))
         if records:  # results live elsewhere: store them before acking (at least once)

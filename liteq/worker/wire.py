@@ -38,11 +38,11 @@ def dump_outcome(key: Any, outcome: Outcome) -> bytes:
     record = _record_tuple(outcome.record) if outcome.record is not None else None
     publish = tuple(_envelope_tuple(e) for e in outcome.publish)
     return marshal.dumps((key, str(outcome.state), record, publish, outcome.runtime,
-                          outcome.requeue, outcome.summary))
+                          outcome.requeue, outcome.summary, outcome.defer_until))
 
 
 def load_outcome(data: bytes) -> tuple[Any, Outcome]:
-    key, state, record, publish, runtime, requeue, summary = marshal.loads(data)
+    key, state, record, publish, runtime, requeue, summary, defer_until = marshal.loads(data)
     return key, Outcome(
         state=state,
         record=ResultRecord(*record) if record is not None else None,
@@ -50,6 +50,7 @@ def load_outcome(data: bytes) -> tuple[Any, Outcome]:
         runtime=runtime,
         requeue=requeue,
         summary=summary,
+        defer_until=defer_until,
     )
 
 

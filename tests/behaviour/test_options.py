@@ -127,3 +127,44 @@ def test_headers_and_request_context(project: Project) -> None:
     assert info["retries"] == 0
     assert info["hostname"].startswith("w1@")
     assert info["root_id"] == res.id and info["parent_id"] is None
+
+
+def test_rate_limit_is_global_across_workers(project: Project) -> None:
+    tasks = project.module(
+        """
+        import time
+        from liteq import LiteQ
+        app = LiteQ(__name__, broker="sqlite:///@DB@")
+
+        @app.task(rate_limit="4/s")
+        def limited(path):
+            with open(path, "a") as handle:
+                handle.write(f"{time.time()}\\n")
+        """
+    )
+    log = project.root / "limited.log"
+    project.worker("-c", "2", pool="prefork")
+    project.worker("-c", "2", pool="prefork")
+    started = time.time()
+    results = [tasks.limited.delay(str(log)) for _ in range(12)]
+    for res in results:
+        res.get(timeout=30)
+    stamps = sorted(float(x) for x in log.read_text().split())
+    assert len(stamps) == 12
+    assert stamps[-1] - started >= 2.5  # 12 tokens at 4/s, starting with one
+    for index, stamp in enumerate(stamps):  # no 1-second window holds more than 4 + 1
+        assert sum(1 for other in stamps[index:] if other < stamp + 1.0) <= 5
+
+
+def test_invalid_rate_limit_is_refused_at_definition(project: Project) -> None:
+    with pytest.raises(liteq.ImproperlyConfigured, match="rate limit must be"):
+        project.module(
+            """
+            from liteq import LiteQ
+            app = LiteQ(__name__, broker="sqlite:///@DB@")
+
+            @app.task(rate_limit="10 per minute")
+            def limited():
+                pass
+            """
+        )

@@ -585,6 +585,21 @@ class SQLiteTransport(Transport):
             self._wake.workers.notify()
         return fired
 
+    # -- rate limits -----------------------------------------------------------------
+
+    def take_token(self, key: str, rate: float, capacity: float = 1.0) -> float:
+        self._ensure_open()
+        params = {"key": key, "rate": rate, "capacity": capacity, "now": lease_clock()}
+
+        def take(conn: sqlite3.Connection) -> float:
+            if conn.execute(queries.TAKE_TOKEN, params).fetchone() is not None:
+                return 0.0
+            row = conn.execute(queries.BUCKET, params).fetchone()
+            tokens = row[0] if row else 0.0
+            return max(0.0, (1.0 - tokens) / rate)
+
+        return self._db.write(take)
+
     # -- workers ---------------------------------------------------------------------
 
     def register_worker(self, info: WorkerInfo) -> None:
@@ -659,8 +674,12 @@ def _settle_in(conn: sqlite3.Connection, settlements: Sequence[Settlement], now:
     published: list[tuple[Any, ...]] = []
     for settlement in settlements:
         delivery = settlement.delivery
-        sql = queries.RELEASE if settlement.release else queries.ACK
-        ok = conn.execute(sql, (delivery.key, delivery.token)).rowcount == 1
+        if settlement.release and settlement.release_at is not None:
+            ok = conn.execute(queries.RELEASE_UNTIL, (settlement.release_at, delivery.key,
+                                                      delivery.token)).rowcount == 1
+        else:
+            sql = queries.RELEASE if settlement.release else queries.ACK
+            ok = conn.execute(sql, (delivery.key, delivery.token)).rowcount == 1
         settled.accepted.append(ok)
         if not ok:
             continue

@@ -67,6 +67,25 @@ def claim(queue_count: int) -> str:
 #: Settle one message: remove it if its lease token still matches.
 ACK = "DELETE FROM liteq_messages WHERE id = ? AND token = ? AND state = 1"
 
+#: Return one leased message to wait as scheduled until :run_at (uncounted).
+RELEASE_UNTIL = (
+    "UPDATE liteq_messages SET state = 2, run_at = ?, worker_id = NULL, token = NULL, "
+    "deliveries = max(deliveries - 1, 0) WHERE id = ? AND token = ? AND state = 1"
+)
+
+#: TAKE_TOKEN: refill a bucket for the time passed and take one token if it has one.
+#: Returns the tokens left when one was taken, no row when the bucket is short.
+TAKE_TOKEN = (
+    "INSERT INTO liteq_ratelimits (key, tokens, updated) VALUES (:key, :capacity - 1, :now) "
+    "ON CONFLICT (key) DO UPDATE SET "
+    "tokens = min(:capacity, tokens + (:now - updated) * :rate) - 1, updated = :now "
+    "WHERE min(:capacity, tokens + (:now - updated) * :rate) >= 1 RETURNING tokens"
+)
+
+#: How many tokens a bucket holds now (after a refused TAKE_TOKEN).
+BUCKET = "SELECT min(:capacity, tokens + (:now - updated) * :rate) FROM liteq_ratelimits " \
+    "WHERE key = :key"
+
 #: Return one leased message to the queue without counting the delivery.
 RELEASE = (
     "UPDATE liteq_messages SET state = 0, worker_id = NULL, token = NULL, "
@@ -175,6 +194,7 @@ BEAT_ADVANCE = (
 __all__ = [
     "ACK",
     "BEAT_ADVANCE",
+    "BUCKET",
     "DROP",
     "DROP_LEASE",
     "DUE_EXISTS",
@@ -194,9 +214,11 @@ __all__ = [
     "PUBLISH",
     "READY_EXISTS",
     "RELEASE",
+    "RELEASE_UNTIL",
     "RELEASE_WORKER",
     "REQUEUE",
     "STORE_RESULT",
     "STORE_STATE",
+    "TAKE_TOKEN",
     "claim",
 ]

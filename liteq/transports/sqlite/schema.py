@@ -150,6 +150,17 @@ def make_models(database: pw.Database) -> SimpleNamespace:
         class Meta:
             table_name = "liteq_beat"
 
+    class RateLimit(Base):
+        """A token bucket shared by all workers (see liteq.ratelimits)."""
+
+        key = pw.TextField(primary_key=True)
+        tokens = pw.FloatField()
+        updated = pw.FloatField()  # lease clock seconds
+
+        class Meta:
+            table_name = "liteq_ratelimits"
+            without_rowid = True
+
     class Meta(Base):
         """Facts about the file itself (the boot its leases belong to)."""
 
@@ -160,8 +171,8 @@ def make_models(database: pw.Database) -> SimpleNamespace:
             table_name = "liteq_meta"
 
     return SimpleNamespace(Message=Message, Lease=Lease, Result=Result, Worker=Worker,
-                           BeatEntry=BeatEntry, Meta=Meta,
-                           all=[Message, Lease, Result, Worker, BeatEntry, Meta])
+                           BeatEntry=BeatEntry, RateLimit=RateLimit, Meta=Meta,
+                           all=[Message, Lease, Result, Worker, BeatEntry, RateLimit, Meta])
 
 
 def _v1(models: SimpleNamespace) -> None:
