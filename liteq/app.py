@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from liteq import _state, serialization, signals
 from liteq.config import Settings, load_object, seconds
+from liteq.control import Control
 from liteq.exceptions import ImproperlyConfigured, OperationalError
 from liteq.messages import Envelope, Message, new_id, new_ids, origin
 from liteq.registry import TaskFinder, TaskRegistry
@@ -181,6 +182,7 @@ class LiteQ:
         self._finalized = False
         self._cache: dict[Any, Any] = {}
         self._cache_generation = -1
+        self.control = Control(self)
         if set_as_current:
             _state.set_current_app(self)
         _apps.add(self)

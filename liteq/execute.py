@@ -474,11 +474,13 @@ def run_delivery(
     except (ContentDisallowed, DecodeError) as exc:
         return _unrunnable(app, delivery, hostname, exc)
     request = Request.from_message(message, hostname=hostname, delivery=delivery)
+    if delivery.revoked:
+        return _revoked(app, request, "revoked", expired=False)
     if default_limits != (None, None):
         soft, hard = request.timelimit
         request.timelimit = (soft or default_limits[0], hard or default_limits[1])
     if message.expires is not None and time.time() > message.expires:
-        return _expired(app, request)
+        return _revoked(app, request, f"expired at {request.expires}", expired=True)
     try:
         task = find_task(message.task)
     except NotRegistered as exc:
@@ -518,10 +520,9 @@ def _unrunnable(app: LiteQ, delivery: Delivery, hostname: str, exc: Exception) -
     return Outcome(FAILURE, record, summary=reason, exception=exc)
 
 
-def _expired(app: LiteQ, request: Request) -> Outcome:
-    reason = f"expired at {request.expires}"
+def _revoked(app: LiteQ, request: Request, reason: str, *, expired: bool) -> Outcome:
     signals.task_revoked.send(sender=None, request=request, terminated=False, signum=None,
-                              expired=True)
+                              expired=expired)
     info = {"exc_type": "TaskRevokedError", "exc_module": "liteq.exceptions",
             "exc_message": [reason]}
     record = _record(app, None, request, REVOKED, info)

@@ -299,6 +299,12 @@ class AsyncResult(Generic[R]):
         self._final = None
         self.backend.forget([self.id])
 
+    def revoke(self, terminate: bool = False, signal: str | None = None,
+               **_unused: Any) -> None:
+        """Revoke the task: it will not run; with ``terminate``, kill it if it runs."""
+        self._final = None
+        self.app.control.revoke(self.id, terminate=terminate, signal=signal)
+
     def maybe_throw(self, propagate: bool = True) -> None:
         """Raise the task's exception if it failed."""
         record = self._record()

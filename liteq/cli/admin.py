@@ -92,4 +92,30 @@ def _is_json(value: Any) -> bool:
     return True
 
 
-__all__ = ["call", "purge"]
+
+
+@cli.command()
+@click.argument("task_ids", nargs=-1, required=True, metavar="TASK_ID...")
+@click.option("-b", "--broker", "database", default=None, metavar="DATABASE",
+              help="The database path or URL (instead of -A).")
+@app_option
+@click.option("--terminate", is_flag=True, help="Kill the task if a worker runs it (prefork).")
+@click.option("--signal", "signal_name", default=None,
+              help="The signal for --terminate (default SIGKILL).")
+@click.pass_context
+@handle_errors
+def revoke(ctx: click.Context, task_ids: tuple[str, ...], database: str | None,
+           app_path: str | None, terminate: bool, signal_name: str | None) -> None:
+    """Revoke tasks: they will not run (with --terminate, a running one is killed).
+
+    \b
+    liteq revoke 01a1fe2c-... -b tasks.db
+    liteq -A proj revoke ID1 ID2 --terminate
+    """
+    app, _ = resolve(ctx, app_path, database)
+    app.control.revoke(list(task_ids), terminate=terminate, signal=signal_name)
+    click.echo(f"revoked {len(task_ids)} task{'s' if len(task_ids) != 1 else ''}"
+               f"{' (terminate)' if terminate else ''}")
+
+
+__all__ = ["call", "purge", "revoke"]

@@ -83,4 +83,40 @@ def result(ctx: click.Context, task_id: str, database: str | None, app_path: str
         ctx.exit(1)
 
 
-__all__ = ["queues", "result", "status"]
+INSPECT_METHODS = ("active", "reserved", "scheduled", "stats", "registered", "revoked", "ping")
+
+
+@cli.command()
+@click.argument("method", type=click.Choice(INSPECT_METHODS))
+@click.argument("database", required=False, metavar="[DATABASE]")
+@app_option
+@click.option("-d", "--destination", default=None, help="Only these node names, comma-separated.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@handle_errors
+def inspect(ctx: click.Context, method: str, database: str | None, app_path: str | None,
+            destination: str | None, as_json: bool) -> None:
+    """Ask the live workers: active, reserved, scheduled, stats, registered, revoked, ping.
+
+    Exits 1 when no worker is alive.
+    """
+    app, _ = resolve(ctx, app_path, database)
+    nodes = [d.strip() for d in destination.split(",")] if destination else None
+    replies = getattr(app.control.inspect(nodes), method)()
+    if replies is None:
+        click.echo("Error: No nodes replied.", err=True)
+        ctx.exit(1)
+    if as_json:
+        click.echo(json.dumps(replies, default=str))
+        return
+    for node, reply in replies.items():
+        click.echo(f"-> {node}: OK")
+        if isinstance(reply, list):
+            for item in reply or ["- empty -"]:
+                text = json.dumps(item, default=str) if isinstance(item, dict) else item
+                click.echo(f"    * {text}")
+        else:
+            click.echo(f"    {json.dumps(reply, default=str)}")
+
+
+__all__ = ["inspect", "queues", "result", "status"]

@@ -37,6 +37,7 @@ class Delivery:
     token: Any  #: the lease token that fences every later transition
     deliveries: int  #: how many times the message was delivered, this time included
     envelope: Envelope
+    revoked: bool = False  #: revoked before it was claimed: settle it REVOKED, don't run it
 
     @property
     def task_id(self) -> str:
@@ -141,6 +142,25 @@ class WorkerInfo:
     started_at: float
     heartbeat_at: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """A revoked task id, and whether a worker running it should be killed."""
+
+    task_id: str
+    terminate: bool = False
+    signal: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A claimed message, for ``inspect active``."""
+
+    holder: str
+    task_id: str
+    task_name: str
+    queue: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +363,22 @@ class Transport(abc.ABC):
         advanced it first. ``envelope`` None advances without publishing (a skipped tick).
         """
 
+    # -- control ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def revoke(self, revocations: Sequence[Revocation], expires_in: float | None) -> None:
+        """Remember revoked task ids (for ``expires_in`` seconds, None: for ever); a
+        worker that claims one settles it REVOKED instead of running it."""
+
+    @abc.abstractmethod
+    def revoked(self, task_ids: Sequence[str] | None = None,
+                limit: int = 1000) -> list[Revocation]:
+        """Which of ``task_ids`` are revoked (all, up to ``limit``, when None)."""
+
+    @abc.abstractmethod
+    def in_flight(self, limit: int = 1000) -> list[InFlight]:
+        """Claimed messages with their holders, up to ``limit``."""
+
     # -- rate limits -----------------------------------------------------------------
 
     @abc.abstractmethod
@@ -373,12 +409,14 @@ class Transport(abc.ABC):
 __all__ = [
     "BeatEntry",
     "Delivery",
+    "InFlight",
     "LeaseRef",
     "Listener",
     "LostTaskPolicy",
     "QueueDepth",
     "ReapReport",
     "ResultRecord",
+    "Revocation",
     "Settlement",
     "Transport",
     "Waiter",

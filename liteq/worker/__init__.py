@@ -258,7 +258,8 @@ class Worker:
 
     def _info(self) -> dict[str, Any]:
         runner = self._runner
-        info: dict[str, Any] = {"pool": self.pool_name}
+        info: dict[str, Any] = {"pool": self.pool_name,
+                                "registered": sorted(self.app.tasks.regular())}
         if isinstance(runner, Supervisor):
             info.update(runner.info())
         elif isinstance(runner, Consumer):

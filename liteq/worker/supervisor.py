@@ -40,9 +40,9 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from liteq import serialization, signals
-from liteq.exceptions import TimeLimitExceeded
+from liteq.exceptions import TaskRevokedError, TimeLimitExceeded
 from liteq.result import exception_info
-from liteq.states import FAILURE
+from liteq.states import FAILURE, REVOKED
 from liteq.transports.base import Delivery, LeaseRef, LostTaskPolicy, Settlement
 from liteq.worker.consumer import Consumer
 from liteq.worker.pool import PoolOptions, SoloPool
@@ -366,6 +366,7 @@ class Supervisor:
                 self._kill_all()
                 break
             self._check_deadlines()
+            self._check_revoked()
             for key, _ in self._selector.select(self._timeout()):
                 if key.data is None:
                     self._handlers[key.fd]()
@@ -391,6 +392,23 @@ class Supervisor:
                 child.killed_for = "time limit"
                 _kill(child.process)
 
+    def _check_revoked(self) -> None:
+        """Kill children running a task revoked with ``terminate=True``."""
+        running = {view.task_id: child for child in self.children()
+                   if (view := child.read()).running and view.task_id}
+        if not running:
+            return
+        for revocation in self.app.broker.revoked(list(running)):
+            child = running[revocation.task_id]
+            if not revocation.terminate or child.killed_for is not None:
+                continue
+            signum = _termination_signal(revocation.signal)
+            logger.warning("terminating %s (revoked): %s to process %d",
+                           revocation.task_id, signal.Signals(signum).name, child.process.pid)
+            child.killed_for = "revoked"
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.process.pid, signum)
+
     def _child_exited(self, child: _Child) -> None:
         child.process.join(STOP_GRACE)
         self._selector.unregister(child.process.sentinel)
@@ -400,6 +418,9 @@ class Supervisor:
         leases = view.leases
         if child.killed_for == "time limit" and view.running and leases:
             self._time_limit_failure(LeaseRef(*leases[-1]), view)
+            leases = leases[:-1]
+        elif child.killed_for == "revoked" and view.running and leases:
+            self._terminated(LeaseRef(*leases[-1]), view)
             leases = leases[:-1]
         elif leases and child.process.exitcode != 0:
             logger.error("worker process %d %s while running %s", child.process.pid,
@@ -441,10 +462,17 @@ class Supervisor:
 
     def _time_limit_failure(self, lease: LeaseRef, view: SlotView) -> None:
         error = TimeLimitExceeded(f"TimeLimitExceeded({view.hard_limit:g})")
-        record = self.app.make_record(view.task_id, FAILURE, exception_info(error),
+        self._settle_killed(lease, view, FAILURE, error)
+
+    def _terminated(self, lease: LeaseRef, view: SlotView) -> None:
+        self._settle_killed(lease, view, REVOKED, TaskRevokedError("terminated"))
+
+    def _settle_killed(self, lease: LeaseRef, view: SlotView, state: str,
+                       error: Exception) -> None:
+        record = self.app.make_record(view.task_id, state, exception_info(error),
                                       task_name=view.task_name,
                                       worker=self.options.pool.hostname)
-        record = dataclasses.replace(record, traceback=f"TimeLimitExceeded: {error}")
+        record = dataclasses.replace(record, traceback=f"{type(error).__name__}: {error}")
         broker = self.app.broker
         if self.app.results_with_broker:
             broker.settle([Settlement(lease, record)])
@@ -466,6 +494,19 @@ class Supervisor:
             running += child.slot.running
             processed += child.slot.processed
         return {"active": running, "processed": processed}
+
+
+def _termination_signal(name: str | None) -> int:
+    """The signal that ends a revoked task: the one asked for, except those pool
+    processes ignore (SIGTERM, SIGINT: shutdown is the main process's call): SIGKILL."""
+    if name:
+        try:
+            signum = signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
+        except KeyError:
+            signum = signal.SIGKILL
+        if signum not in (signal.SIGTERM, signal.SIGINT):
+            return int(signum)
+    return int(signal.SIGKILL)
 
 
 def _kill(process: Any) -> None:

@@ -168,3 +168,28 @@ def test_invalid_rate_limit_is_refused_at_definition(project: Project) -> None:
                 pass
             """
         )
+
+
+def test_revoke_before_and_while_running(project: Project) -> None:
+    tasks = project.module()
+    marker = project.root / "revoked.txt"
+    waiting = tasks.record.apply_async((str(marker), "x"), countdown=1)
+    waiting.revoke()
+    assert waiting.state == "REVOKED"  # at once: no worker holds it
+    project.worker("-c", "1", pool="prefork")
+    running = tasks.sleep.delay(30)
+    wait_for(lambda: running.state == "RECEIVED", 15)
+    done = project.liteq("inspect", "active", str(project.db), "--json")
+    assert running.id in done.stdout
+    time.sleep(1.5)  # the countdown passed: the worker claims the revoked one, skips it
+    assert not marker.exists()
+    assert waiting.state == "REVOKED"
+    done = project.liteq("revoke", running.id, "-b", str(project.db), "--terminate")
+    assert done.returncode == 0, done.stderr
+    with pytest.raises(liteq.TaskRevokedError, match="terminated"):
+        running.get(timeout=15)
+    assert tasks.add.delay(1, 1).get(timeout=15) == 2  # the pool process was replaced
+    done = project.liteq("inspect", "revoked", str(project.db))
+    assert waiting.id in done.stdout and running.id in done.stdout
+    done = project.liteq("inspect", "stats", str(project.db), "--json")
+    assert '"max-concurrency": 1' in done.stdout

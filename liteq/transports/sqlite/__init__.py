@@ -27,12 +27,14 @@ from liteq.messages import Envelope
 from liteq.transports.base import (
     BeatEntry,
     Delivery,
+    InFlight,
     LeaseRef,
     Listener,
     LostTaskPolicy,
     QueueDepth,
     ReapReport,
     ResultRecord,
+    Revocation,
     Settlement,
     Transport,
     Waiter,
@@ -304,19 +306,23 @@ class SQLiteTransport(Transport):
             params.update((f"q{n}", queue) for n, queue in enumerate(queues))
             claim = (queries.claim(len(queues)), params)
 
-        def exchange(conn: sqlite3.Connection) -> tuple[_Settled, list[Any]]:
+        def exchange(conn: sqlite3.Connection) -> tuple[_Settled, list[Any], set[str]]:
             settled = _settle_in(conn, settlements, now)
             rows: list[Any] = []
+            revoked: set[str] = set()
             if claim is not None:
                 for queue in queues:
                     conn.execute(queries.PROMOTE, {"queue": queue, "now": now})
                 rows = conn.execute(*claim).fetchall()
                 if rows and hold_lease:
                     conn.execute(queries.HOLD_LEASE, claim[1])
-            return settled, rows
+                if rows and conn.execute(queries.ANY_REVOKED).fetchone():
+                    ids = json.dumps([row[3] for row in rows])
+                    revoked = {r[0] for r in conn.execute(queries.REVOKED_AMONG, (ids,))}
+            return settled, rows, revoked
 
         hold_lease = claim is not None and self._lease_due(worker_id, lease_seconds)
-        settled, rows = self._db.write(exchange)
+        settled, rows, revoked = self._db.write(exchange)
         if rows and hold_lease:
             self._leases_held[worker_id] = lease_clock()
         if settled.results:
@@ -324,7 +330,7 @@ class SQLiteTransport(Transport):
         if settled.published or settled.released:
             self._wake.workers.notify()
         rows.sort(key=lambda r: (-r[6], r[7], r[0]))
-        return settled.accepted, [_delivery(row) for row in rows]
+        return settled.accepted, [_delivery(row, row[3] in revoked) for row in rows]
 
     def _lease_due(self, holder: str, lease_seconds: float) -> bool:
         """Whether this claim must (re)write the holder's lease row.
@@ -532,9 +538,12 @@ class SQLiteTransport(Transport):
     def expire_results(self, limit: int = 1000) -> int:
         self._ensure_open()
         params = {"now": wall(), "limit": limit}
-        return int(self._db.write(
-            lambda conn: conn.execute(queries.EXPIRE_RESULTS, params).rowcount
-        ))
+
+        def expire(conn: sqlite3.Connection) -> int:
+            conn.execute(queries.EXPIRE_REVOKED, (params["now"],))
+            return int(conn.execute(queries.EXPIRE_RESULTS, params).rowcount)
+
+        return self._db.write(expire)
 
     # -- beat ------------------------------------------------------------------------
 
@@ -584,6 +593,36 @@ class SQLiteTransport(Transport):
         if fired and envelope is not None:
             self._wake.workers.notify()
         return fired
+
+    # -- control ---------------------------------------------------------------------
+
+    def revoke(self, revocations: Sequence[Revocation], expires_in: float | None) -> None:
+        self._ensure_open()
+        model = self._models.Revoked
+        expires_at = None if expires_in is None else wall() + expires_in
+        rows = [{"task_id": r.task_id, "terminate": r.terminate, "signal": r.signal,
+                 "expires_at": expires_at} for r in revocations]
+        self._db.write(lambda _conn: model.replace_many(rows).execute())
+        self._wake.workers.notify()
+
+    def revoked(self, task_ids: Sequence[str] | None = None,
+                limit: int = 1000) -> list[Revocation]:
+        self._ensure_open()
+        if task_ids is not None:
+            ids = json.dumps(list(task_ids))
+            rows = self._db.read(
+                lambda conn: conn.execute(queries.REVOKED_AMONG, (ids,)).fetchall())
+        else:
+            model = self._models.Revoked
+            query = model.select(model.task_id, model.terminate, model.signal).limit(limit)
+            rows = self._db.read(lambda _conn: list(query.tuples()))
+        return [Revocation(task_id, bool(terminate), signal)
+                for task_id, terminate, signal in rows]
+
+    def in_flight(self, limit: int = 1000) -> list[InFlight]:
+        self._ensure_open()
+        rows = self._db.read(lambda conn: conn.execute(queries.IN_FLIGHT, (limit,)).fetchall())
+        return [InFlight(*row) for row in rows]
 
     # -- rate limits -----------------------------------------------------------------
 
@@ -697,7 +736,7 @@ def _settle_in(conn: sqlite3.Connection, settlements: Sequence[Settlement], now:
     return settled
 
 
-def _delivery(r: Any) -> Delivery:
+def _delivery(r: Any, revoked: bool = False) -> Delivery:
     return Delivery(
         key=r[0],
         token=r[1],
@@ -706,6 +745,7 @@ def _delivery(r: Any) -> Delivery:
             task_id=r[3], task_name=r[4], queue=r[5], priority=r[6], eta=r[7], expires=r[8],
             acks_late=bool(r[9]), content_type=r[10], header=r[11], body=r[12],
         ),
+        revoked=revoked,
     )
 
 

@@ -185,6 +185,24 @@ IS_LEASED = (
     "WHERE state = 1 AND task_id = ? LIMIT 1"
 )
 
+#: What leased messages there are, and their holders (the in-flight set).
+IN_FLIGHT = (
+    "SELECT worker_id, task_id, task_name, queue FROM liteq_messages "
+    "INDEXED BY liteq_messages_worker WHERE state = 1 LIMIT ?"
+)
+
+#: Any revocation at all? (claims look up their task ids only when there is one)
+ANY_REVOKED = "SELECT 1 FROM liteq_revoked LIMIT 1"
+
+#: Revocations among some task ids (bound as a json array).
+REVOKED_AMONG = (
+    "SELECT task_id, terminate, signal FROM liteq_revoked "
+    "WHERE task_id IN (SELECT value FROM json_each(?))"
+)
+
+#: Forget revocations past their time.
+EXPIRE_REVOKED = "DELETE FROM liteq_revoked WHERE expires_at IS NOT NULL AND expires_at < ?"
+
 #: Advance a beat entry only if no other beat did since we read it (compare-and-set).
 BEAT_ADVANCE = (
     "UPDATE liteq_beat SET next_run_at = :next, last_run_at = coalesce(:fired, last_run_at), "
@@ -193,6 +211,7 @@ BEAT_ADVANCE = (
 
 __all__ = [
     "ACK",
+    "ANY_REVOKED",
     "BEAT_ADVANCE",
     "BUCKET",
     "DROP",
@@ -202,9 +221,11 @@ __all__ = [
     "EXPIRED_HOLDERS",
     "EXPIRE_ALL_LEASES",
     "EXPIRE_RESULTS",
+    "EXPIRE_REVOKED",
     "EXTEND_LEASES",
     "GET_RESULT",
     "HOLD_LEASE",
+    "IN_FLIGHT",
     "IS_LEASED",
     "LEASE_HELD",
     "LEASE_INFO",
@@ -217,6 +238,7 @@ __all__ = [
     "RELEASE_UNTIL",
     "RELEASE_WORKER",
     "REQUEUE",
+    "REVOKED_AMONG",
     "STORE_RESULT",
     "STORE_STATE",
     "TAKE_TOKEN",

@@ -150,6 +150,18 @@ def make_models(database: pw.Database) -> SimpleNamespace:
         class Meta:
             table_name = "liteq_beat"
 
+    class Revoked(Base):
+        """A revoked task id (see Transport.revoke)."""
+
+        task_id = pw.TextField(primary_key=True)
+        terminate = pw.BooleanField(default=False, constraints=[_ZERO])
+        signal = pw.TextField(null=True)
+        expires_at = pw.FloatField(null=True)  # epoch seconds
+
+        class Meta:
+            table_name = "liteq_revoked"
+            without_rowid = True
+
     class RateLimit(Base):
         """A token bucket shared by all workers (see liteq.ratelimits)."""
 
@@ -171,8 +183,9 @@ def make_models(database: pw.Database) -> SimpleNamespace:
             table_name = "liteq_meta"
 
     return SimpleNamespace(Message=Message, Lease=Lease, Result=Result, Worker=Worker,
-                           BeatEntry=BeatEntry, RateLimit=RateLimit, Meta=Meta,
-                           all=[Message, Lease, Result, Worker, BeatEntry, RateLimit, Meta])
+                           BeatEntry=BeatEntry, RateLimit=RateLimit, Revoked=Revoked,
+                           Meta=Meta, all=[Message, Lease, Result, Worker, BeatEntry,
+                                           RateLimit, Revoked, Meta])
 
 
 def _v1(models: SimpleNamespace) -> None:
