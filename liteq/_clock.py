@@ -5,6 +5,9 @@ shares it and it does not jump when the wall clock is set, so stepping the syste
 never breaks a lease. It restarts at each boot, so a lease records nothing beyond the
 boot it was taken in (``boot_id()``); leases from an earlier boot count as expired.
 Elsewhere leases fall back to wall time.
+
+Transports call ``_clock.lease_clock()`` and ``_clock.wall()`` through this module, so
+tests replace one attribute to move time for every part at once.
 """
 
 from __future__ import annotations

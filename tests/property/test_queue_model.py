@@ -14,7 +14,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
-import liteq.transports.sqlite as sqlite_transport
+from liteq import _clock
 from liteq.messages import Message
 from liteq.transports.base import LostTaskPolicy, ResultRecord, Settlement
 from liteq.transports.sqlite import SQLiteTransport
@@ -43,8 +43,8 @@ class QueueMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.clock = 1000.0
-        self._saved_clock = sqlite_transport.lease_clock
-        sqlite_transport.lease_clock = lambda: self.clock
+        self._saved_clock = _clock.lease_clock
+        _clock.lease_clock = lambda: self.clock
         self.dir = tempfile.TemporaryDirectory()
         self.transport = SQLiteTransport(f"{self.dir.name}/q.db", {})
         self.transport.open()
@@ -54,7 +54,7 @@ class QueueMachine(RuleBasedStateMachine):
         self.counter = 0
 
     def teardown(self) -> None:
-        sqlite_transport.lease_clock = self._saved_clock
+        _clock.lease_clock = self._saved_clock
         self.transport.close()
         self.dir.cleanup()
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import liteq.transports.sqlite as sqlite_transport
+from liteq import _clock
 from liteq.ratelimits import parse_rate
 from liteq.transports.sqlite import SQLiteTransport
 
@@ -42,9 +41,10 @@ def test_no_limit_values() -> None:
             parse_rate(bad)
 
 
-def test_token_bucket_is_shared_and_refills(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_bucket_is_shared_and_refills(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(sqlite_transport, "lease_clock", lambda: clock[0])
+    monkeypatch.setattr(_clock, "lease_clock", lambda: clock[0])
     first = SQLiteTransport(str(tmp_path / "t.db"), {})
     second = SQLiteTransport(str(tmp_path / "t.db"), {})  # another worker, same file
     assert first.take_token("k", rate=2.0) == 0.0  # a new bucket starts with one token

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import liteq.transports.sqlite as sqlite_transport
-from liteq import OperationalError
+from liteq import OperationalError, _clock
 from liteq.messages import Message
 from liteq.transports.base import LostTaskPolicy, ResultRecord, Settlement
 from liteq.transports.sqlite import SQLiteTransport, queries
@@ -94,7 +93,7 @@ def test_a_late_ack_after_takeover_is_refused(transport: SQLiteTransport, monkey
     transport.publish([envelope("x", acks_late=True)])
     (first,) = transport.claim(["celery"], 1, "worker-a", 5)
     clock = time.clock_gettime(time.CLOCK_BOOTTIME)
-    monkeypatch.setattr(sqlite_transport, "lease_clock", lambda: clock + 10)
+    monkeypatch.setattr(_clock, "lease_clock", lambda: clock + 10)
     report = transport.reap_expired(POLICY)
     assert report.requeued == ["x"] and report.failed == []
     (second,) = transport.claim(["celery"], 1, "worker-b", 30)
@@ -111,7 +110,7 @@ def test_reaping_without_acks_late_records_worker_lost(transport: SQLiteTranspor
     transport.publish([envelope("x")])
     transport.claim(["celery"], 1, "w", 5)
     clock = time.clock_gettime(time.CLOCK_BOOTTIME)
-    monkeypatch.setattr(sqlite_transport, "lease_clock", lambda: clock + 10)
+    monkeypatch.setattr(_clock, "lease_clock", lambda: clock + 10)
     assert transport.reap_expired(POLICY).failed == ["x"]
     stored = transport.get_result("x")
     assert stored.state == "FAILURE" and stored.payload == b'"lost"'
@@ -124,10 +123,10 @@ def test_delivery_limit_ends_a_task_that_keeps_killing_its_worker(
     transport.publish([envelope("poison", acks_late=True)])
     base = time.clock_gettime(time.CLOCK_BOOTTIME)
     for attempt in range(1, 4):
-        monkeypatch.setattr(sqlite_transport, "lease_clock", lambda a=attempt: base + 100 * a)
+        monkeypatch.setattr(_clock, "lease_clock", lambda a=attempt: base + 100 * a)
         (delivery,) = transport.claim(["celery"], 1, "w", 5)
         assert delivery.deliveries == attempt
-        monkeypatch.setattr(sqlite_transport, "lease_clock", lambda a=attempt: base + 100 * a + 50)
+        monkeypatch.setattr(_clock, "lease_clock", lambda a=attempt: base + 100 * a + 50)
         report = transport.reap_expired(POLICY)
     assert report.failed == ["poison"]
     assert transport.get_result("poison").payload == b'"exhausted"'
@@ -212,7 +211,7 @@ def test_a_held_lock_ends_in_operational_error_naming_the_file(tmp_path: Path) -
     blocker.execute("BEGIN IMMEDIATE")
     try:
         started = time.monotonic()
-        with pytest.raises(OperationalError, match="t.db stayed locked.*0.3s"):
+        with pytest.raises(OperationalError, match=r"t\.db stayed locked.*0\.3s"):
             t.publish([envelope("x")])
         assert 0.25 < time.monotonic() - started < 3
     finally:

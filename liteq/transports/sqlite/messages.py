@@ -1,0 +1,341 @@
+"""The SQLite transport's message role: publish, claim, settle, leases, reaping."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import peewee as pw
+
+from liteq import _clock
+from liteq.messages import Envelope
+from liteq.transports.base import (
+    Delivery,
+    LeaseRef,
+    Listener,
+    LostTaskPolicy,
+    QueueDepth,
+    ReapReport,
+    Settlement,
+)
+from liteq.transports.sqlite import queries
+from liteq.transports.sqlite.rows import delivery, lease_group, message_row, result_row
+from liteq.transports.sqlite.schema import LEASED, READY, SCHEDULED
+from liteq.transports.sqlite.state import SQLiteState
+
+logger = logging.getLogger("liteq.transports.sqlite")
+
+_STATE_NAMES = {READY: "ready", LEASED: "leased", SCHEDULED: "scheduled"}
+
+
+class _NullListener:
+    """A listener that never fires (workers then rely on their housekeeping timeout)."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+
+    def fileno(self) -> int:
+        return self._read
+
+    def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self._write)
+
+
+class MessagesRole(SQLiteState):
+    """Messages: the queue, its leases, and what happens when a lease is lost."""
+
+    def publish(self, envelopes: Sequence[Envelope]) -> None:
+        self._ensure_open()
+        now = _clock.wall()
+        rows = [message_row(envelope, now) for envelope in envelopes]
+        if len(rows) == 1:
+            self._db.write(lambda conn: conn.execute(queries.PUBLISH, rows[0]))
+        else:
+            self._db.write(lambda conn: conn.executemany(queries.PUBLISH, rows))
+        if not self._db.conn.in_transaction:  # else transaction() wakes workers at commit
+            self._wake.workers.notify()
+
+    def publish_on(self, connection: Any, envelopes: Sequence[Envelope]) -> None:
+        """Publish through the caller's own open connection to this file, uncommitted.
+
+        The messages exist if and only if the caller's transaction commits. Workers are
+        woken now and look again shortly after finding nothing, since liteq cannot see
+        the caller's commit.
+        """
+        self._ensure_open()
+        conn = getattr(connection, "connection", None)
+        conn = conn() if callable(conn) else connection  # a peewee database
+        now = _clock.wall()
+        conn.executemany(queries.PUBLISH, [message_row(envelope, now) for envelope in envelopes])
+        self._wake.workers.notify()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``app.transaction()``: a write transaction that ``publish()`` joins."""
+        self._ensure_open()
+        with self._db.transaction() as conn:
+            yield conn
+        self._wake.workers.notify()
+
+    def claim(
+        self, queues: Sequence[str], limit: int, worker_id: str, lease_seconds: float
+    ) -> list[Delivery]:
+        return self.settle_and_claim((), queues, limit, worker_id, lease_seconds)[1]
+
+    def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
+        return self.settle_and_claim(settlements, (), 0, "", 0.0)[0]
+
+    def settle_and_claim(
+        self, settlements: Sequence[Settlement], queues: Sequence[str], limit: int,
+        worker_id: str, lease_seconds: float,
+    ) -> tuple[list[bool], list[Delivery]]:
+        self._ensure_open()
+        if not settlements and (limit <= 0 or not queues):
+            return [], []
+        now = _clock.wall()
+        if not settlements and not self._claimable(queues, now):
+            return [], []  # an idle wake-up costs a read, never the write lock
+        claim = None
+        if limit > 0 and queues:
+            params: dict[str, Any] = {
+                "limit": limit,
+                "lease_until": _clock.lease_clock() + lease_seconds,
+                "worker": worker_id,
+            }
+            params.update((f"q{n}", queue) for n, queue in enumerate(queues))
+            claim = (queries.claim(len(queues)), params)
+
+        def exchange(conn: sqlite3.Connection) -> tuple[_Settled, list[Any], set[str]]:
+            settled = _settle_in(conn, settlements, now)
+            rows: list[Any] = []
+            revoked: set[str] = set()
+            if claim is not None:
+                for queue in queues:
+                    conn.execute(queries.PROMOTE, {"queue": queue, "now": now})
+                rows = conn.execute(*claim).fetchall()
+                if rows and hold_lease:
+                    conn.execute(queries.HOLD_LEASE, claim[1])
+                if rows and conn.execute(queries.ANY_REVOKED).fetchone():
+                    ids = json.dumps([row[3] for row in rows])
+                    revoked = {r[0] for r in conn.execute(queries.REVOKED_AMONG, (ids,))}
+            return settled, rows, revoked
+
+        hold_lease = claim is not None and self._lease_due(worker_id, lease_seconds)
+        settled, rows, revoked = self._db.write(exchange)
+        if rows and hold_lease:
+            self._leases_held[worker_id] = _clock.lease_clock()
+        if settled.results:
+            self._wake.waiters.notify(row[0] for row in settled.results)
+        if settled.published or settled.released:
+            self._wake.workers.notify()
+        rows.sort(key=lambda r: (-r[6], r[7], r[0]))
+        return settled.accepted, [delivery(row, row[3] in revoked) for row in rows]
+
+    def _lease_due(self, holder: str, lease_seconds: float) -> bool:
+        """Whether this claim must (re)write the holder's lease row.
+
+        A holder that wrote its lease less than a quarter lease ago still has it (only a
+        lease that ran out is reaped), so most claims skip the write. The lease clock
+        keeps running while a process is stopped, so one stopped longer than that writes
+        it again when it resumes.
+        """
+        last = self._leases_held.get(holder)
+        return last is None or _clock.lease_clock() - last >= lease_seconds / 4
+
+    def _claimable(self, queues: Sequence[str], now: float) -> bool:
+        def probe(conn: sqlite3.Connection) -> bool:
+            for queue in queues:
+                if conn.execute(queries.READY_EXISTS, (queue,)).fetchone():
+                    return True
+                if conn.execute(queries.DUE_EXISTS, (queue, now)).fetchone():
+                    return True
+            return False
+
+        return self._db.read(probe)
+
+    def extend_leases(self, worker_id: str, lease_seconds: float) -> int:
+        self._ensure_open()
+        params = lease_group(worker_id, lease_seconds)
+        return int(self._db.write(
+            lambda conn: conn.execute(queries.EXTEND_LEASES, params).rowcount
+        ))
+
+    def reap_expired(self, policy: LostTaskPolicy) -> ReapReport:
+        self._ensure_open()
+        now = {"now": _clock.lease_clock()}
+        # Cheap read first: reaping is a write only when a holder's lease ran out.
+        if not self._db.read(lambda conn: conn.execute(queries.EXPIRED_HOLDERS, now).fetchone()
+                             or conn.execute(queries.ORPHANED).fetchone()):
+            return ReapReport()
+
+        def reap(conn: sqlite3.Connection) -> ReapReport:
+            rows = conn.execute(queries.EXPIRED, now).fetchall()
+            rows += conn.execute(queries.ORPHANED).fetchall()
+            report = self._apply_lost(conn, rows, policy)
+            for (holder,) in conn.execute(queries.EXPIRED_HOLDERS, now).fetchall():
+                conn.execute(queries.DROP_LEASE, (holder,))
+            return report
+
+        report = self._db.write(reap)
+        self._after_lost(report)
+        return report
+
+    def lose(self, leases: Sequence[LeaseRef | Delivery], policy: LostTaskPolicy) -> ReapReport:
+        self._ensure_open()
+        if not leases:
+            return ReapReport()
+
+        def lose(conn: sqlite3.Connection) -> ReapReport:
+            rows = []
+            for lease in leases:
+                row = conn.execute(queries.LEASE_INFO, (lease.key, lease.token)).fetchone()
+                if row is not None:
+                    rows.append(row)
+            return self._apply_lost(conn, rows, policy)
+
+        report = self._db.write(lose)
+        self._after_lost(report)
+        return report
+
+    def release_worker(self, worker_id: str) -> int:
+        self._ensure_open()
+        def release(conn: sqlite3.Connection) -> int:
+            count = conn.execute(queries.RELEASE_WORKER, (worker_id,)).rowcount
+            conn.execute(queries.DROP_LEASE, (worker_id,))
+            return int(count)
+
+        released = self._db.write(release)
+        if released:
+            self._wake.workers.notify()
+        return released
+
+    def _apply_lost(
+        self, conn: sqlite3.Connection, rows: Sequence[Any], policy: LostTaskPolicy
+    ) -> ReapReport:
+        report = ReapReport()
+        now = _clock.wall()
+        results = []
+        for key, task_id, task_name, acks_late, deliveries in rows:
+            if acks_late and deliveries < policy.max_deliveries:
+                conn.execute(queries.REQUEUE, (key,))
+                report.requeued.append(task_id)
+                continue
+            template = policy.exhausted if acks_late else policy.lost
+            conn.execute(queries.DROP, (key,))
+            record = replace(template, task_id=task_id, task_name=task_name, date_done=now)
+            results.append(result_row(record, now))
+            report.failed.append(task_id)
+        if results:
+            conn.executemany(queries.STORE_RESULT, results)
+        return report
+
+    def _after_lost(self, report: ReapReport) -> None:
+        if report.failed:
+            self._wake.waiters.notify(report.failed)
+        if report.requeued:
+            self._wake.workers.notify()
+
+    def next_eta(self, queues: Sequence[str]) -> float | None:
+        self._ensure_open()
+
+        def earliest(conn: sqlite3.Connection) -> float | None:
+            etas = [conn.execute(queries.NEXT_ETA, (queue,)).fetchone()[0] for queue in queues]
+            found = [eta for eta in etas if eta is not None]
+            return min(found) if found else None
+
+        return self._db.read(earliest)
+
+    def purge(self, queues: Sequence[str] | None = None) -> int:
+        self._ensure_open()
+        message = self._models.Message
+        query = message.delete().where(message.state.in_([READY, SCHEDULED]))
+        if queues:
+            query = query.where(message.queue.in_(list(queues)))
+        return int(self._db.write(lambda _conn: query.execute()))
+
+    def depth(self, queues: Sequence[str] | None = None) -> dict[str, QueueDepth]:
+        self._ensure_open()
+        message = self._models.Message
+        query = message.select(
+            message.queue, message.state, pw.fn.COUNT(message.id).alias("n")
+        ).group_by(message.queue, message.state)
+        if queues:
+            query = query.where(message.queue.in_(list(queues)))
+        counts: dict[str, dict[str, int]] = {}
+        for row in self._db.read(lambda _conn: list(query.tuples())):
+            queue, state, n = row
+            counts.setdefault(queue, {})[_STATE_NAMES[state]] = n
+        for queue in queues or ():
+            counts.setdefault(queue, {})
+        return {queue: QueueDepth(**by_state) for queue, by_state in sorted(counts.items())}
+
+    def is_leased(self, task_id: str) -> bool:
+        self._ensure_open()
+        return bool(self._db.read(lambda conn: conn.execute(queries.IS_LEASED, (task_id,))
+                                  .fetchone()))
+
+    def listen(self, queues: Sequence[str]) -> Listener:
+        self._ensure_open()
+        try:
+            return self._wake.worker_listener(f"{os.getpid()}")
+        except OSError as exc:
+            logger.warning(
+                "cannot create a wake-up pipe beside %s (%s); new tasks will be noticed "
+                "only at the next housekeeping tick", self.path, exc,
+            )
+            return _NullListener()
+
+
+class _Settled:
+    """What one settlement pass wrote."""
+
+    __slots__ = ("accepted", "published", "released", "results")
+
+    def __init__(self) -> None:
+        self.accepted: list[bool] = []
+        self.results: list[tuple[Any, ...]] = []
+        self.published = 0
+        self.released = 0
+
+
+def _settle_in(conn: sqlite3.Connection, settlements: Sequence[Settlement], now: float) -> _Settled:
+    """SETTLE: remove (or release) each message whose token still matches; store its
+    result and publish its follow-ups in the same transaction."""
+    settled = _Settled()
+    published: list[tuple[Any, ...]] = []
+    for settlement in settlements:
+        delivery = settlement.delivery
+        if settlement.release and settlement.release_at is not None:
+            ok = conn.execute(queries.RELEASE_UNTIL, (settlement.release_at, delivery.key,
+                                                      delivery.token)).rowcount == 1
+        else:
+            sql = queries.RELEASE if settlement.release else queries.ACK
+            ok = conn.execute(sql, (delivery.key, delivery.token)).rowcount == 1
+        settled.accepted.append(ok)
+        if not ok:
+            continue
+        if settlement.release:
+            settled.released += 1
+            continue
+        if settlement.result is not None:
+            settled.results.append(result_row(settlement.result, now))
+        published.extend(message_row(envelope, now) for envelope in settlement.publish)
+    if settled.results:
+        conn.executemany(queries.STORE_RESULT, settled.results)
+    if published:
+        conn.executemany(queries.PUBLISH, published)
+        settled.published = len(published)
+    return settled
+
+
+__all__ = ["MessagesRole"]

@@ -1,0 +1,105 @@
+"""The SQLite transport's result role."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from liteq import _clock
+from liteq.transports.base import Delivery, ResultRecord, Waiter
+from liteq.transports.sqlite import queries
+from liteq.transports.sqlite.rows import result_row
+from liteq.transports.sqlite.state import SQLiteState
+
+if TYPE_CHECKING:
+    from liteq.transports.sqlite.wakeup import WakeDir
+
+logger = logging.getLogger("liteq.transports.sqlite")
+
+
+class _PipeWaiter:
+    """Waits on a wake-up pipe for results."""
+
+    def __init__(self, wake: WakeDir, path: str, task_ids: Sequence[str]) -> None:
+        self._listener = None
+        try:
+            self._listener = wake.result_listener(list(task_ids))
+        except OSError as exc:  # read-only directory and the like: fall back to polling
+            logger.debug("no result wake-up pipe beside %s: %s", path, exc)
+
+    def wait(self, timeout: float) -> bool:
+        if self._listener is None:
+            time.sleep(max(0.0, min(timeout, 0.05)))
+            return False
+        return self._listener.wait(timeout)
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+
+
+class ResultsRole(SQLiteState):
+    """Results: stored in the same file, in the same transactions as the acks."""
+
+    def store_result(self, record: ResultRecord, fence: Delivery | None = None) -> bool:
+        self._ensure_open()
+        row = result_row(record, _clock.wall())
+
+        def store(conn: sqlite3.Connection) -> bool:
+            if fence is not None and not conn.execute(
+                queries.LEASE_HELD, (fence.key, fence.token)
+            ).fetchone():
+                return False
+            conn.execute(queries.STORE_STATE, row)
+            return True
+
+        stored = self._db.write(store)
+        if stored:
+            self._wake.waiters.notify([record.task_id])
+        return stored
+
+    def store_results(self, records: Sequence[ResultRecord]) -> None:
+        self._ensure_open()
+        now = _clock.wall()
+        rows = [result_row(record, now) for record in records]
+        self._db.write(lambda conn: conn.executemany(queries.STORE_RESULT, rows))
+        self._wake.waiters.notify(record.task_id for record in records)
+
+    def get_result(self, task_id: str) -> ResultRecord | None:
+        self._ensure_open()
+        row = self._db.read(lambda conn: conn.execute(queries.GET_RESULT, (task_id,)).fetchone())
+        if row is None:
+            return None
+        expires_at, date_done = row[9], row[8]
+        return ResultRecord(
+            task_id=row[0], state=row[1], content_type=row[2], payload=row[3] or b"null",
+            traceback=row[4], task_name=row[5], worker=row[6], retries=row[7],
+            date_done=date_done, extended=row[10],
+            expires_in=None if expires_at is None else expires_at - date_done,
+        )
+
+    def forget(self, task_ids: Sequence[str]) -> None:
+        self._ensure_open()
+        result = self._models.Result
+        ids = list(task_ids)
+        self._db.write(lambda _conn: result.delete().where(result.task_id.in_(ids)).execute())
+
+    def result_waiter(self, task_ids: Sequence[str]) -> Waiter:
+        self._ensure_open()
+        return _PipeWaiter(self._wake, self.path, task_ids)
+
+    def expire_results(self, limit: int = 1000) -> int:
+        self._ensure_open()
+        params = {"now": _clock.wall(), "limit": limit}
+
+        def expire(conn: sqlite3.Connection) -> int:
+            conn.execute(queries.EXPIRE_REVOKED, (params["now"],))
+            return int(conn.execute(queries.EXPIRE_RESULTS, params).rowcount)
+
+        return self._db.write(expire)
+
+
+__all__ = ["ResultsRole"]
