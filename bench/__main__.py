@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen, selected = select(args)
     sizes = sizes_from(args)
     runs = args.runs or (1 if args.quick else 3)
-    signal.signal(signal.SIGTERM, _interrupt)  # stop our processes on SIGTERM too
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # stop our processes on these too
+        signal.signal(signum, _interrupt)
     meta = machine.describe(args.tmp)
     started = time.monotonic()
     runner = Runner(chosen, selected, runs=runs, sizes=sizes, keep=args.keep, root=args.tmp)

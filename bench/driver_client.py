@@ -23,6 +23,10 @@ class DriverError(RuntimeError):
     """The driver answered with an error, died, or did not answer in time."""
 
 
+class DriverTimeout(DriverError):
+    """No answer within the time given (the request may still be running)."""
+
+
 class Driver:
     """A running driver process for one system and one run.
 
@@ -66,7 +70,7 @@ class Driver:
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise DriverError(f"{op}: no answer within {wait:g}s")
+                raise DriverTimeout(f"{op}: no answer within {wait:g}s")
             ready, _, _ = select.select([fd], [], [], remaining)
             if ready:
                 chunk = os.read(fd, 65536)
@@ -79,10 +83,11 @@ class Driver:
             raise DriverError(f"{op}: {reply.get('error', 'failed')}")
         return reply
 
-    def close(self) -> None:
+    def close(self, graceful: bool = True) -> None:
+        """Ask the driver to quit (``graceful``), else stop it by pid at once."""
         if self.process is None:
             return
-        if self.process.poll() is None:
+        if graceful and self.process.poll() is None:
             try:
                 self.send("quit")
                 self.process.wait(5)

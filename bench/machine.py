@@ -26,11 +26,12 @@ def _git(directory: Path, *args: str) -> str:
 
 
 def liteq_commit() -> str:
-    """The commit of the liteq being measured, with ``+dirty`` if liteq/ has changes."""
+    """The last commit that changed the liteq package being measured (``+dirty`` when
+    its files differ from that commit)."""
     package = liteq_dir()
     if package is None:
         return "liteq not importable"
-    commit = _git(package, "rev-parse", "--short", "HEAD")
+    commit = _git(package, "log", "-1", "--format=%h", "--", ".")
     if not commit:
         return f"unknown commit ({package})"
     dirty = _git(package, "status", "--porcelain", "--", ".")

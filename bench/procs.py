@@ -124,6 +124,10 @@ class ProcessGroup:
             self.processes.append(spawn(command, log))
         return self
 
+    def top_pids(self) -> set[int]:
+        """The pids the harness started (a worker's main process), without children."""
+        return {p.pid for p in self.processes}
+
     def pids(self) -> list[int]:
         """Every live process of the group, descendants included."""
         return [p.pid for p in _tree([p.pid for p in self.processes])]
@@ -182,10 +186,12 @@ def tail(path: Path, lines: int = 1) -> str:
 
 
 def cpu_delta(before: dict[tuple[int, float], float],
-              after: dict[tuple[int, float], float]) -> float:
-    """CPU seconds spent between two :meth:`ProcessGroup.cpu_times` snapshots.
+              after: dict[tuple[int, float], float], only: set[int] | None = None) -> float:
+    """CPU seconds spent between two :meth:`ProcessGroup.cpu_times` snapshots
+    (of the pids in ``only``, if given).
 
     A process that appeared in between counts from zero; one that exited is missed
     (rare while idle, and then it is a finding of its own).
     """
-    return sum(value - before.get(key, 0.0) for key, value in after.items())
+    return sum(value - before.get(key, 0.0) for key, value in after.items()
+               if only is None or key[0] in only)

@@ -177,10 +177,29 @@ def _startups(results: Results, names: list[str]) -> list[str]:
             "; ".join(found) + ".", ""]
 
 
+def _drain_cpu(results: Results, names: list[str]) -> list[str]:
+    lines = ["### W1 worker CPU per task (µs, medians; main = the started process, "
+             "pool = its children; poller = the harness's completion polling, "
+             "in % of one core during the drain)", "",
+             "| system | total | main | pool | poller |", "|---|---:|---:|---:|---:|"]
+    for name in names:
+        cell = results.resolved(name, "W1")
+        total = cell.extra_median("cpu_us_per_task") if cell else None
+        main = cell.extra_median("main_cpu_us_per_task") if cell else None
+        share = cell.extra_median("driver_cpu_share") if cell else None
+        if total is not None and main is not None:
+            pool = number(total - main) if total - main > 0.5 else "—"
+            poller = f"{100 * share:.1f} %" if share is not None else "?"
+            lines.append(f"| {name} | {number(total)} | {number(main)} | {pool} | {poller} |")
+    return [*lines, ""] if len(lines) > 4 else []
+
+
 def details(results: Results) -> list[str]:
     keys = {w.key for w in results.workloads}
     names = _available(results)
     lines: list[str] = []
+    if "W1" in keys:
+        lines += _drain_cpu(results, names)
     if "W3" in keys:
         lines += _latency(results, names)
     if "W5" in keys and "W1" in keys:
@@ -252,6 +271,34 @@ def _goal_rows(results: Results, name: str) -> list[tuple[str, str, str, bool]]:
     return rows
 
 
+NOTES = """\
+### How it was measured
+
+- Every trial (system × workload × run) has a fresh temporary directory and database
+  (or a flushed private redis-server on 127.0.0.1), its own worker processes started
+  and stopped by pid, and a producer process in the system's own venv. Runs are
+  interleaved: round 1 of every cell, then round 2, and so on.
+- W1, W5, W7 (drains): workers are started and warmed up, their process tree is frozen
+  with SIGSTOP while the tasks are sent one by one with `delay()` (W5: then the filler
+  is added behind them), and the clock runs from SIGCONT until the last result is in
+  the store (polled every 2 ms, confirmed by a full count). Start-up is reported apart.
+- W2: the producer alone, no worker running. W6: `delay()` to running workers, from
+  the first send to the last stored result.
+- W3: sequential `delay()` + `get()` against workers idle for 1 s, with each system's
+  own `get()` (the floor polls `PRAGMA data_version` every 1 ms).
+- W4: CPU time (the kernel's per-process scheduler clock) of the worker process tree.
+- Results of W1, W5, W6 are read back through each system's API and compared with
+  x + y; W3 checks every reply.
+- Defaults everywhere except log level (warnings only). potatoq recycles pool
+  processes every 1,000 tasks by default; Huey polls with backoff (0.1 s up to 10 s);
+  SqliteHuey leaves SQLite's default `synchronous` (FULL); Celery runs with gossip,
+  mingle and heartbeats on.
+- W5 filler (untimed): liteq and potatoq `group()` in chunks of 20,000; Huey rows
+  written in one transaction with Huey's serializer; Celery copies of one real message
+  pushed with `LPUSH`; floor `executemany`.
+"""
+
+
 def errors(results: Results) -> list[str]:
     lines = []
     for cell in results.cells.values():
@@ -270,6 +317,7 @@ def render(results: Results, meta: dict[str, Any], duration: float | None = None
         *details(results),
         *goals(results),
         *errors(results),
+        NOTES,
     ]
     text = "\n".join(parts)
     while "\n\n\n" in text:

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench import procs
-from bench.driver_client import Driver
+from bench.driver_client import Driver, DriverTimeout
 from bench.systems.base import Environment, System
 
 logger = logging.getLogger(__name__)
@@ -86,7 +88,7 @@ class Trial:
             group.stop()
         self.groups = []
         if self.driver is not None:
-            self.driver.close()
+            self.driver.close(graceful=not failed)
             self.driver = None
         if self.keep or (failed and logger.isEnabledFor(logging.DEBUG)):
             logger.info("kept %s", self.workdir)
@@ -97,11 +99,8 @@ class Trial:
 
     def request(self, op: str, wait: float = 60.0, **arguments: Any) -> dict[str, Any]:
         """One driver request; a failure names a worker that died meanwhile."""
-        assert self.driver is not None
-        try:
-            return self.driver.request(op, wait, **arguments)
-        except Exception as exc:
-            raise RuntimeError(f"{exc}{self._worker_note()}") from exc
+        self.send(op, **arguments)
+        return self.receive(op, wait)
 
     def send(self, op: str, **arguments: Any) -> None:
         """Send a request without waiting (collect it with :meth:`receive`)."""
@@ -109,11 +108,20 @@ class Trial:
         self.driver.send(op, **arguments)
 
     def receive(self, op: str, wait: float) -> dict[str, Any]:
+        """The answer to ``op``; gives up early (naming it) when a worker has died."""
         assert self.driver is not None
-        try:
-            return self.driver.receive(op, wait)
-        except Exception as exc:
-            raise RuntimeError(f"{exc}{self._worker_note()}") from exc
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return self.driver.receive(op, min(1.0, max(0.0, deadline - time.monotonic())))
+            except DriverTimeout:
+                note = self._worker_note()
+                if note:
+                    raise RuntimeError(f"{op}: a worker died{note}") from None
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"{op}: no answer within {wait:g}s") from None
+            except Exception as exc:
+                raise RuntimeError(f"{exc}{self._worker_note()}") from exc
 
     def _worker_note(self) -> str:
         for group in self.groups:
@@ -122,6 +130,14 @@ class Trial:
             except RuntimeError as exc:
                 return f" ({exc})"
         return ""
+
+    def driver_cpu(self) -> float:
+        """CPU seconds the producer driver has used (its polling is harness overhead)."""
+        assert self.driver is not None and self.driver.process is not None
+        try:
+            return procs.process_cpu(psutil.Process(self.driver.process.pid))
+        except psutil.Error:
+            return 0.0
 
     # -- workers ---------------------------------------------------------------------
 

@@ -70,12 +70,22 @@ def drain(trial: Trial, concurrency: int = 2, processes: int = 1, deep: int = 0)
             extra["filler_seconds"] = filler["seconds"]
             extra["deep"] = deep
         trial.send("wait", batch="drain", timeout=timeout_for(n))
+        cpu_before = workers.cpu_times()
+        driver_before = trial.driver_cpu()
         start = time.monotonic()
     finally:
         workers.thaw()
     reply = trial.receive("wait", timeout_for(n) + 30)
+    cpu_after = workers.cpu_times()
+    driver_cpu = trial.driver_cpu() - driver_before
     seconds = float(reply["t_end"]) - start
     workers.check()
+    # Worker CPU per task while draining (measured to the driver's confirmation, so a
+    # little idle time is included): where the time goes, main process vs pool.
+    total = procs.cpu_delta(cpu_before, cpu_after)
+    main = procs.cpu_delta(cpu_before, cpu_after, workers.top_pids())
+    extra.update(cpu_us_per_task=1e6 * total / n, main_cpu_us_per_task=1e6 * main / n,
+                 driver_cpu_share=driver_cpu / seconds)
     extra.update(_verify(trial, "drain", n), seconds=seconds, confirm=reply.get("confirm"))
     return Measurement(n / seconds, extra)
 
