@@ -1,8 +1,9 @@
 """The runner: every selected system × workload × run, errors kept in their cells.
 
-Runs are interleaved (run 1 of every cell, then run 2 of every cell, ...), so slow
-drift of a shared machine touches all systems alike and the ratios to the floor,
-measured in the same rounds, stay meaningful.
+Runs are interleaved (run 1 of every cell, then run 2 of every cell, ...), and each
+round starts one system further down the list, so slow drift of a shared machine (and
+whatever the first minute of an invocation costs) touches all systems alike and the
+ratios to the floor, measured in the same rounds, stay meaningful.
 """
 
 from __future__ import annotations
@@ -118,8 +119,10 @@ class Runner:
 
     def run(self) -> Results:
         try:
+            systems = self.results.systems
             for index in range(self.results.runs):
-                for system in self.results.systems:
+                shift = index % len(systems) if systems else 0
+                for system in systems[shift:] + systems[:shift]:
                     for workload in self.results.workloads:
                         self._run_cell(system, workload, index)
         finally:

@@ -147,12 +147,20 @@ class ProcessGroup:
     def thaw(self) -> None:
         _signal_all(_tree([p.pid for p in self.processes]), signal.SIGCONT)
 
-    def cpu_times(self) -> dict[tuple[int, float], float]:
-        """CPU seconds (all threads) of each live process, keyed by (pid, start time)."""
+    def cpu_times(self) -> dict[tuple[int, float, str], float]:
+        """CPU seconds of each live process of the tree, keyed by (pid, start time, kind).
+
+        Kind ``"self"`` is the process's own time (all threads); ``"reaped"`` is the time
+        of its children that exited and were waited for (a pool that recycles its
+        processes, like potatoq's every 1,000 tasks, would otherwise hide their work).
+        """
         times = {}
         for process in _tree([p.pid for p in self.processes]):
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                times[(process.pid, process.create_time())] = process_cpu(process)
+                key = (process.pid, process.create_time())
+                times[(*key, "self")] = process_cpu(process)
+                cpu = process.cpu_times()
+                times[(*key, "reaped")] = float(cpu.children_user + cpu.children_system)
         return times
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
@@ -185,13 +193,14 @@ def tail(path: Path, lines: int = 1) -> str:
     return " | ".join(line.strip() for line in text[-lines:]) or "(empty log)"
 
 
-def cpu_delta(before: dict[tuple[int, float], float],
-              after: dict[tuple[int, float], float], only: set[int] | None = None) -> float:
+def cpu_delta(before: dict[tuple[int, float, str], float],
+              after: dict[tuple[int, float, str], float], only: set[int] | None = None,
+              kinds: tuple[str, ...] = ("self", "reaped")) -> float:
     """CPU seconds spent between two :meth:`ProcessGroup.cpu_times` snapshots
-    (of the pids in ``only``, if given).
+    (of the pids in ``only``, if given; of the ``kinds`` of time asked for).
 
-    A process that appeared in between counts from zero; one that exited is missed
-    (rare while idle, and then it is a finding of its own).
+    A process that appeared in between counts from zero. One that exited in between
+    counts through its parent's reaped time (10 ms ticks), if its parent reaped it.
     """
     return sum(value - before.get(key, 0.0) for key, value in after.items()
-               if only is None or key[0] in only)
+               if (only is None or key[0] in only) and key[2] in kinds)

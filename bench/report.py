@@ -16,6 +16,8 @@ def _ratio(value: float, base: float | None) -> str:
     if not base:
         return ""
     ratio = value / base
+    if ratio < 0.1:
+        return f" ×{ratio:.2g}"
     if ratio >= 100:
         return f" ×{ratio:.0f}"
     if ratio >= 10:
@@ -277,7 +279,7 @@ NOTES = """\
 - Every trial (system × workload × run) has a fresh temporary directory and database
   (or a flushed private redis-server on 127.0.0.1), its own worker processes started
   and stopped by pid, and a producer process in the system's own venv. Runs are
-  interleaved: round 1 of every cell, then round 2, and so on.
+  interleaved: round 1 of every cell, then round 2 (starting one system later), ...
 - W1, W5, W7 (drains): workers are started and warmed up, their process tree is frozen
   with SIGSTOP while the tasks are sent one by one with `delay()` (W5: then the filler
   is added behind them), and the clock runs from SIGCONT until the last result is in
@@ -286,7 +288,8 @@ NOTES = """\
   the first send to the last stored result.
 - W3: sequential `delay()` + `get()` against workers idle for 1 s, with each system's
   own `get()` (the floor polls `PRAGMA data_version` every 1 ms).
-- W4: CPU time (the kernel's per-process scheduler clock) of the worker process tree.
+- W4 and the CPU per task: CPU time (the kernel's per-process scheduler clock) of the
+  worker process tree, plus what its pool processes that exited in between had used.
 - Results of W1, W5, W6 are read back through each system's API and compared with
   x + y; W3 checks every reply.
 - Defaults everywhere except log level (warnings only). potatoq recycles pool

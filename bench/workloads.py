@@ -83,7 +83,7 @@ def drain(trial: Trial, concurrency: int = 2, processes: int = 1, deep: int = 0)
     # Worker CPU per task while draining (measured to the driver's confirmation, so a
     # little idle time is included): where the time goes, main process vs pool.
     total = procs.cpu_delta(cpu_before, cpu_after)
-    main = procs.cpu_delta(cpu_before, cpu_after, workers.top_pids())
+    main = procs.cpu_delta(cpu_before, cpu_after, workers.top_pids(), kinds=("self",))
     extra.update(cpu_us_per_task=1e6 * total / n, main_cpu_us_per_task=1e6 * main / n,
                  driver_cpu_share=driver_cpu / seconds)
     extra.update(_verify(trial, "drain", n), seconds=seconds, confirm=reply.get("confirm"))
