@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         procs.stop_all()
     duration = time.monotonic() - started
+    meta["loadavg_end"] = os.getloadavg()
     text = report.render(results, meta, duration)
     print(text, end="", flush=True)
     if args.markdown:

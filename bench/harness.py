@@ -9,6 +9,7 @@ ratios to the floor, measured in the same rounds, stay meaningful.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,6 +150,8 @@ class Runner:
             logger.warning("%s: error: %s", label, cell.errors[-1])
             logger.debug("%s", label, exc_info=True)
             return
+        # The machine's 1-minute load after the trial: other work shows here (--json).
+        measurement.extra["loadavg"] = os.getloadavg()[0]
         cell.values.append(measurement.value)
         cell.extras.append(measurement.extra)
         logger.info("%s: %s %s", label, stats.number(measurement.value), workload.unit)

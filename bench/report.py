@@ -63,11 +63,14 @@ def header(results: Results, meta: dict[str, Any], duration: float | None = None
     sizes = results.sizes
     peers = ", ".join(f"{name} {version}" for name, version in sorted(meta["peers"].items()))
     load = meta.get("loadavg") or (0, 0, 0)
+    end = meta.get("loadavg_end")
+    at_end = f", at end {end[0]:.2f}" if end else ""
     lines = [
         f"**{meta['date']}** on `{meta['hostname']}`: {meta['cpus']} CPUs ({meta['cpu_model']}), "
         f"Python {meta['python']}, SQLite {meta['sqlite']}, liteq `{meta['liteq_commit']}`; "
         f"peers: {peers or 'not installed'}; redis-server {meta['redis_server']}; "
-        f"temp dir {meta['tmp']}; load average at start {load[0]:.2f}.",
+        f"temp dir {meta['tmp']}; load average at start {load[0]:.2f}{at_end} "
+        "(other work on the machine shows here).",
         "",
         f"Each cell: median of {results.runs} run{'s' if results.runs > 1 else ''} "
         "(min–max) and ×ratio to **floor-1** (stdlib `sqlite3`, one job claimed and finished "
