@@ -253,8 +253,18 @@ class LiteQ:
     @property
     def result_expires(self) -> float | None:
         """Seconds results are kept (``result_expires``); None or 0 keeps them."""
-        value = seconds(self.conf.result_expires, "result_expires")
-        return value or None
+        return self.result_options[2]
+
+    @property
+    def result_options(self) -> tuple[str, bool, float | None]:
+        """``result_serializer``, ``result_extended``, ``result_expires`` (seconds), read
+        once per change of the settings (every task's result needs them)."""
+        def read() -> tuple[str, bool, float | None]:
+            expires = seconds(self.conf.result_expires, "result_expires")
+            return (str(self.conf.result_serializer), bool(self.conf.result_extended),
+                    expires or None)
+
+        return self._cached("result_options", read)  # type: ignore[no-any-return]
 
     @property
     def visibility_timeout(self) -> float:

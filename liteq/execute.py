@@ -74,8 +74,9 @@ class Request:
     retries: int = 0
     is_eager: bool = False
     called_directly: bool = True
-    eta: str | None = None
-    expires: str | None = None
+    #: epoch seconds of the eta and expiry (``eta``/``expires`` give them in ISO-8601)
+    eta_at: float | None = None
+    expires_at: float | None = None
     root_id: str | None = None
     parent_id: str | None = None
     group: str | None = None
@@ -114,8 +115,8 @@ class Request:
             retries=message.retries,
             is_eager=is_eager,
             called_directly=False,
-            eta=iso(message.eta),
-            expires=iso(message.expires),
+            eta_at=message.eta,
+            expires_at=message.expires,
             root_id=message.root_id,
             parent_id=message.parent_id,
             group=message.group,
@@ -141,11 +142,22 @@ class Request:
             delivery=delivery,
         )
 
+    @property
+    def eta(self) -> str | None:
+        """The eta as Celery shows it: an ISO-8601 UTC string (None without one)."""
+        return iso(self.eta_at)
+
+    @property
+    def expires(self) -> str | None:
+        """The expiry as an ISO-8601 UTC string (None without one)."""
+        return iso(self.expires_at)
+
     def get(self, key: str, default: Any = None) -> Any:
         return getattr(self, key, default)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k not in ("message", "delivery")}
+        fields = {k: v for k, v in vars(self).items() if k not in ("message", "delivery")}
+        return {**fields, "eta": self.eta, "expires": self.expires}
 
     def __repr__(self) -> str:
         return f"<Request {self.task}[{self.id}]>"
@@ -285,8 +297,8 @@ def _record(
 ) -> ResultRecord:
     """The record to store; raises EncodeError when ``data`` cannot be serialized."""
     settings = configured(app, task)
-    name = (task.result_serializer if task is not None else None) or \
-        settings.conf.result_serializer
+    default_serializer, extended, expires_in = settings.result_options
+    name = (task.result_serializer if task is not None else None) or default_serializer
     serializer = serialization.get(name)
     try:
         payload = serializer.dumps(data)
@@ -304,14 +316,12 @@ def _record(
         task_name=request.task,
         worker=request.hostname,
         retries=request.retries,
-        extended=_extended(settings, request),
-        expires_in=settings.result_expires,
+        extended=_extended(request) if extended else None,
+        expires_in=expires_in,
     )
 
 
-def _extended(app: LiteQ, request: Request) -> bytes | None:
-    if not app.conf.result_extended:
-        return None
+def _extended(request: Request) -> bytes:
     message = request.message
     data = {
         "args": list(request.args),

@@ -23,8 +23,9 @@ from liteq.exceptions import DecodeError, EncodeError
 #: Version of the header layout; a worker refuses newer versions with a clear reason.
 PROTOCOL_VERSION = 1
 
-#: Encoded headers by their fields (see Message._header).
+#: Encoded headers by their fields (see Message._header), and parsed ones by their bytes.
 _HEADERS: dict[tuple[Any, ...], bytes] = {}
+_PARSED: dict[bytes, dict[str, Any]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,7 @@ class Message:
             })
         key = (self.retries, root_id, self.parent_id, self.group, self.origin,
                self.ignore_result, self.soft_time_limit, self.time_limit, self.exchange,
-               self.routing_key)
+               self.routing_key, self.eta)
         header = _HEADERS.get(key)
         if header is None:  # most calls of a task share one header: encode it once
             if len(_HEADERS) > 512:
@@ -137,6 +138,8 @@ class Message:
             "timelimit": [self.soft_time_limit, self.time_limit],
             "exchange": self.exchange,
             "routing_key": self.routing_key,
+            # the eta the caller asked for (the row's run_at is "now" without one)
+            "eta": self.eta,
         }
 
     @classmethod
@@ -147,18 +150,7 @@ class Message:
             ContentDisallowed: the body's serializer is not in ``accept``.
             DecodeError: the header or body is malformed, or from a newer protocol.
         """
-        try:
-            header = serialization.json_loads(envelope.header)
-        except Exception as exc:
-            raise DecodeError(f"malformed message header: {exc}") from exc
-        if not isinstance(header, dict):
-            raise DecodeError("malformed message header: not an object")
-        version = header.get("v")
-        if version != PROTOCOL_VERSION:
-            raise DecodeError(
-                f"message protocol version {version!r} is not supported "
-                f"(this liteq speaks version {PROTOCOL_VERSION})"
-            )
+        header = _decode_header(envelope.header)
         body = serialization.loads(envelope.body, envelope.content_type, accept)
         if (
             not isinstance(body, list)
@@ -175,7 +167,7 @@ class Message:
             kwargs=body[1],
             queue=envelope.queue,
             priority=envelope.priority,
-            eta=envelope.eta,
+            eta=header.get("eta"),
             expires=envelope.expires,
             retries=int(header.get("retries") or 0),
             root_id=header.get("root_id") or envelope.task_id,
@@ -192,6 +184,31 @@ class Message:
             options=header.get("options") or {},
             serializer=serialization.get(envelope.content_type).name,
         )
+
+
+def _decode_header(data: bytes) -> dict[str, Any]:
+    """The header as a dict; headers without user data are parsed once and shared (they
+    repeat for every call of a task, and nothing mutates the result)."""
+    header = _PARSED.get(data)
+    if header is not None:
+        return header
+    try:
+        header = serialization.json_loads(data)
+    except Exception as exc:
+        raise DecodeError(f"malformed message header: {exc}") from exc
+    if not isinstance(header, dict):
+        raise DecodeError("malformed message header: not an object")
+    version = header.get("v")
+    if version != PROTOCOL_VERSION:
+        raise DecodeError(
+            f"message protocol version {version!r} is not supported "
+            f"(this liteq speaks version {PROTOCOL_VERSION})"
+        )
+    if "headers" not in header and "options" not in header:
+        if len(_PARSED) > 512:
+            _PARSED.clear()
+        _PARSED[bytes(data)] = header
+    return header
 
 
 def describe_unserializable(

@@ -308,24 +308,40 @@ class _Settled:
         self.released = 0
 
 
+def _ack(conn: sqlite3.Connection, leases: Sequence[Delivery | LeaseRef]) -> set[Any]:
+    """Remove the messages whose lease still holds; returns their keys."""
+    if not leases:
+        return set()
+    if len(leases) == 1:
+        lease = leases[0]
+        removed = conn.execute(queries.ACK, (lease.key, lease.token)).rowcount
+        return {lease.key} if removed == 1 else set()
+    params: list[Any] = [lease.key for lease in leases]
+    for lease in leases:
+        params += (lease.key, lease.token)
+    return {row[0] for row in conn.execute(queries.ack_many(len(leases)), params)}
+
+
 def _settle_in(conn: sqlite3.Connection, settlements: Sequence[Settlement], now: float) -> _Settled:
     """SETTLE: remove (or release) each message whose token still matches; store its
     result and publish its follow-ups in the same transaction."""
     settled = _Settled()
     published: list[tuple[Any, ...]] = []
+    acked = _ack(conn, [s.delivery for s in settlements if not s.release])
     for settlement in settlements:
         delivery = settlement.delivery
-        if settlement.release and settlement.release_at is not None:
-            ok = conn.execute(queries.RELEASE_UNTIL, (settlement.release_at, delivery.key,
-                                                      delivery.token)).rowcount == 1
-        else:
-            sql = queries.RELEASE if settlement.release else queries.ACK
-            ok = conn.execute(sql, (delivery.key, delivery.token)).rowcount == 1
+        if settlement.release:
+            if settlement.release_at is not None:
+                params: tuple[Any, ...] = (settlement.release_at, delivery.key, delivery.token)
+                ok = conn.execute(queries.RELEASE_UNTIL, params).rowcount == 1
+            else:
+                ok = conn.execute(queries.RELEASE, (delivery.key, delivery.token)).rowcount == 1
+            settled.accepted.append(ok)
+            settled.released += ok
+            continue
+        ok = delivery.key in acked
         settled.accepted.append(ok)
         if not ok:
-            continue
-        if settlement.release:
-            settled.released += 1
             continue
         if settlement.result is not None:
             settled.results.append(result_row(settlement.result, now))

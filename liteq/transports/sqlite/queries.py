@@ -67,6 +67,19 @@ def claim(queue_count: int) -> str:
 #: Settle one message: remove it if its lease token still matches.
 ACK = "DELETE FROM liteq_messages WHERE id = ? AND token = ? AND state = 1"
 
+
+@lru_cache(maxsize=256)
+def ack_many(count: int) -> str:
+    """ACK_MANY: settle ``count`` messages in one statement, each fenced by its token.
+
+    Parameters: the ids, then (id, token) pairs. Returns the ids removed. (A row-value
+    ``(id, token) IN (VALUES ...)`` would scan the leased rows; this searches by id.)
+    """
+    marks = ",".join("?" * count)
+    tokens = " ".join(["WHEN ? THEN ?"] * count)
+    return (f"DELETE FROM liteq_messages WHERE id IN ({marks}) AND state = 1 "
+            f"AND token = CASE id {tokens} END RETURNING id")
+
 #: Return one leased message to wait as scheduled until :run_at (uncounted).
 RELEASE_UNTIL = (
     "UPDATE liteq_messages SET state = 2, run_at = ?, worker_id = NULL, token = NULL, "
@@ -242,5 +255,6 @@ __all__ = [
     "STORE_RESULT",
     "STORE_STATE",
     "TAKE_TOKEN",
+    "ack_many",
     "claim",
 ]
