@@ -764,22 +764,24 @@ class LiteQ:
             self.publish(messages, retry=retry, retry_policy=retry_policy)
             return [m.id for m in messages], template.ignore_result
         first = template.encode()
-        defaults = self._defaults(task, name)
+        check = self._defaults(task, name).check
         codec = serialization.get(template.serializer)
+        dumps = serialization.dumps_call
+        # Everything but the id and the body is the same for every call.
+        shared = (name, first.queue, first.priority, first.eta, first.expires,
+                  first.acks_late, first.content_type, first.header)
         envelopes = [first]
-        ids = iter(new_ids(len(calls) - 1))
-        for call_args, call_kwargs in calls[1:]:
-            args = _as_args(call_args, name)
-            kwargs = _as_kwargs(call_kwargs, name)
-            defaults.check(name, args, kwargs)
+        for task_id, (call_args, call_kwargs) in zip(new_ids(len(calls) - 1), calls[1:],
+                                                     strict=True):
+            args = call_args if type(call_args) is tuple else _as_args(call_args, name)
+            kwargs = call_kwargs if type(call_kwargs) is dict else _as_kwargs(call_kwargs, name)
+            check(name, args, kwargs)
             try:
-                body = serialization.dumps_call(codec, args, kwargs)
+                body = dumps(codec, args, kwargs)
             except Exception:  # let the message name the argument
                 dataclasses.replace(template, args=args, kwargs=kwargs).encode()
                 raise
-            envelopes.append(Envelope(next(ids), name, first.queue, first.priority, first.eta,
-                                      first.expires, first.acks_late, first.content_type,
-                                      first.header, body))
+            envelopes.append(Envelope(task_id, *shared, body))
         self._publish_envelopes(envelopes, retry, retry_policy)
         return [envelope.task_id for envelope in envelopes], template.ignore_result
 

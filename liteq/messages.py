@@ -127,20 +127,24 @@ class Message:
         return header
 
     def _header_fields(self, root_id: str | None) -> dict[str, Any]:
-        return {
-            "v": PROTOCOL_VERSION,
+        # Only what differs from the defaults is stored: every row carries its header.
+        fields = {
             "retries": self.retries,
             "root_id": root_id,
             "parent_id": self.parent_id,
             "group": self.group,
             "origin": self.origin,
             "ignore_result": self.ignore_result,
-            "timelimit": [self.soft_time_limit, self.time_limit],
             "exchange": self.exchange,
             "routing_key": self.routing_key,
             # the eta the caller asked for (the row's run_at is "now" without one)
             "eta": self.eta,
         }
+        header: dict[str, Any] = {"v": PROTOCOL_VERSION}
+        header.update((key, value) for key, value in fields.items() if value)
+        if self.soft_time_limit is not None or self.time_limit is not None:
+            header["timelimit"] = [self.soft_time_limit, self.time_limit]
+        return header
 
     @classmethod
     def decode(cls, envelope: Envelope, accept: frozenset[str]) -> Message:

@@ -160,11 +160,19 @@ def plain_json_dumps(obj: Any) -> bytes:
 
 def dumps_call(serializer: Serializer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     """A message body, ``[args, kwargs]``; plain arguments skip the tagging walk."""
-    if serializer is JSON and all(type(a) in _PLAIN for a in args) and all(
-        type(k) is str and type(v) in _PLAIN for k, v in kwargs.items()
-    ):
+    if serializer is JSON and _flat(args, kwargs):
         return _encode_plain([list(args), kwargs]).encode("utf-8")
     return serializer.dumps([list(args), dict(kwargs)])
+
+
+def _flat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    for arg in args:
+        if type(arg) not in _PLAIN:
+            return False
+    for key, value in kwargs.items():
+        if type(key) is not str or type(value) not in _PLAIN:
+            return False
+    return True
 
 
 def json_loads(data: bytes | str) -> Any:

@@ -16,6 +16,17 @@ _MESSAGE_COLUMNS = (
 #: Store one message (ready, or scheduled when its eta is in the future).
 PUBLISH = f"INSERT INTO liteq_messages ({_MESSAGE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 
+#: Rows per multi-row insert (11 parameters each: well under SQLite's 32,766 limit).
+PUBLISH_CHUNK = 64
+
+
+@lru_cache(maxsize=4)
+def publish_many(count: int) -> str:
+    """PUBLISH_MANY: ``count`` messages in one INSERT."""
+    values = ",".join(["(?,?,?,?,?,?,?,?,?,?,?)"] * count)
+    return f"INSERT INTO liteq_messages ({_MESSAGE_COLUMNS}) VALUES {values}"
+
+
 #: Make scheduled messages of one queue ready once their eta has come.
 PROMOTE = (
     "UPDATE liteq_messages SET state = 0 "
@@ -257,4 +268,5 @@ __all__ = [
     "TAKE_TOKEN",
     "ack_many",
     "claim",
+    "publish_many",
 ]
