@@ -12,9 +12,7 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import inspect
 import logging
 import os
 import threading
@@ -22,18 +20,16 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any, TypeVar, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from liteq import _state, serialization, signals
+from liteq import _state, serialization
 from liteq.config import Settings, load_object, seconds
 from liteq.control import Control
-from liteq.exceptions import ImproperlyConfigured, OperationalError
-from liteq.messages import Envelope, Message, new_id, new_ids, origin
+from liteq.exceptions import ImproperlyConfigured
+from liteq.producer import Producer
 from liteq.registry import TaskFinder, TaskRegistry
 from liteq.result import AsyncResult, GroupResult
-from liteq.routing import Queue, bound_queues, build_routers, queues_from_setting, route_options
 from liteq.signals import Signal
 from liteq.task import Task, gen_task_name, make_task, shared_tasks
 from liteq.transports import transport_for
@@ -46,90 +42,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Every app created in this process (workers look up tasks across them).
 _apps: weakref.WeakSet[LiteQ] = weakref.WeakSet()
 
-#: apply_async options Celery accepts that mean nothing here (no AMQP producer).
-_IGNORED_OPTIONS = frozenset({
-    "producer", "add_to_parent", "shadow", "reply_to", "mandatory", "immediate",
-    "compression", "delivery_mode", "declare", "stamped_headers", "stamps", "publisher",
-    "content_type", "content_encoding", "correlation_id", "chord", "subtask_type",
-    "immutable", "is_eager", "ignore_result_on_failure",
-})
-
-
-class _Defaults:
-    """Per-task send options resolved from the task, annotations and settings."""
-
-    __slots__ = (
-        "acks_late",
-        "exchange",
-        "expires",
-        "ignore_result",
-        "priority",
-        "queue",
-        "route",
-        "routing_key",
-        "serializer",
-        "shapes",
-        "signature",
-        "soft_time_limit",
-        "time_limit",
-    )
-
-    def __init__(self, app: LiteQ, task: Task[Any, Any] | None) -> None:
-        conf = app.conf
-        self.queue = getattr(task, "queue", None)
-        self.exchange = getattr(task, "exchange", None)
-        self.routing_key = getattr(task, "routing_key", None)
-        self.priority = _first(getattr(task, "priority", None), conf.task_default_priority, 0)
-        self.serializer = _first(getattr(task, "serializer", None), conf.task_serializer)
-        self.ignore_result = bool(_first(getattr(task, "ignore_result", None),
-                                         conf.task_ignore_result))
-        self.acks_late = bool(_first(getattr(task, "acks_late", None), conf.task_acks_late))
-        self.time_limit = _first(getattr(task, "time_limit", None), conf.task_time_limit)
-        self.soft_time_limit = _first(getattr(task, "soft_time_limit", None),
-                                      conf.task_soft_time_limit)
-        self.expires = getattr(task, "expires", None)
-        self.signature = _signature_of(task) if task is not None and task.typing else None
-        #: argument shapes (count, keyword names) already checked against the signature
-        self.shapes: set[tuple[int, tuple[str, ...]]] = set()
-        #: (route, clamped priority) when no router and no routing option applies
-        self.route: tuple[dict[str, Any], int] | None = None
-
-    def check(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Raise TypeError when the arguments cannot bind to the task's signature."""
-        if self.signature is None:
-            return
-        shape = (len(args), tuple(kwargs))
-        if shape in self.shapes:  # binding depends on the shape only, not on values
-            return
-        try:
-            self.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{name}() {exc}") from None
-        self.shapes.add(shape)
-
-
-def _first(*values: Any) -> Any:
-    for value in values:
-        if value is not None:
-            return value
-    return None
-
-
-def _signature_of(task: Task[Any, Any]) -> inspect.Signature | None:
-    run = getattr(type(task), "__wrapped__", None)
-    if run is None:
-        return None
-    try:
-        signature = inspect.signature(run)
-    except (TypeError, ValueError):
-        return None
-    if getattr(type(task), "_bind", False):  # bound task: drop ``self``
-        parameters = list(signature.parameters.values())[1:]
-        signature = signature.replace(parameters=parameters)
-    return signature
-
-
-class LiteQ:
+class LiteQ(Producer):
     """A liteq application: configuration, tasks, and the transports behind them.
 
     Args:
@@ -502,321 +415,6 @@ class LiteQ:
 
     # -- sending ---------------------------------------------------------------------
 
-    def _defaults(self, task: Task[Any, Any] | None, name: str) -> _Defaults:
-        if task is not None:
-            self.annotate(task)
-        return self._cached(("defaults", name, id(task)),  # type: ignore[no-any-return]
-                            lambda: _Defaults(self, task))
-
-    def _routing(self) -> tuple[list[Any], dict[str, Queue]]:
-        return self._cached("routing", lambda: (  # type: ignore[no-any-return]
-            build_routers(self.conf.task_routes), queues_from_setting(self.conf.task_queues)
-        ))
-
-    def build_message(
-        self,
-        name: str,
-        args: Iterable[Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None,
-        *,
-        task: Task[Any, Any] | None = None,
-        task_id: str | None = None,
-        countdown: float | None = None,
-        eta: datetime | float | None = None,
-        expires: datetime | float | None = None,
-        queue: str | Queue | None = None,
-        routing_key: str | None = None,
-        exchange: Any = None,
-        priority: int | None = None,
-        serializer: str | None = None,
-        ignore_result: bool | None = None,
-        headers: Mapping[str, Any] | None = None,
-        link: Any = None,
-        link_error: Any = None,
-        chain: Any = None,
-        time_limit: float | None = None,
-        soft_time_limit: float | None = None,
-        retries: int = 0,
-        root_id: str | None = None,
-        parent_id: str | None = None,
-        group_id: str | None = None,
-        group_index: int | None = None,
-        **unknown: Any,
-    ) -> Message:
-        """Turn a task call and its options into a :class:`Message` (not yet sent).
-
-        Raises:
-            TypeError: arguments that don't fit the task, or an unknown option.
-        """
-        if unknown.keys() - _IGNORED_OPTIONS:
-            bad = ", ".join(sorted(unknown.keys() - _IGNORED_OPTIONS))
-            raise TypeError(f"apply_async() got unexpected option(s): {bad}")
-        args = _as_args(args, name)
-        kwargs = _as_kwargs(kwargs, name)
-        defaults = self._defaults(task, name)
-        defaults.check(name, args, kwargs)
-        now = time.time()
-        if queue is None and exchange is None and routing_key is None and priority is None \
-                and defaults.route is not None:
-            route, priority = defaults.route  # the common case, resolved once per task
-        else:
-            route = self._route(name, args, kwargs, task, defaults, queue, exchange,
-                                routing_key)
-            if priority is None:
-                priority = route.get("priority", defaults.priority)
-            priority = self._clamp_priority(int(priority or 0), route["queue"])
-            if not self._routing()[0] and queue is None and exchange is None and \
-                    routing_key is None and "priority" not in route:
-                defaults.route = (route, priority)
-        parent = _state.current_request.get()
-        if parent is not None and parent.id is not None:
-            parent_id = parent_id or parent.id
-            root_id = root_id or parent.root_id or parent.id
-        task_id = task_id or new_id()
-        options: dict[str, Any] = _NO_OPTIONS
-        if link or link_error or chain or group_index is not None:
-            options = {}
-            for key, value in (("link", link), ("link_error", link_error), ("chain", chain)):
-                if value:
-                    options[key] = _signature_dicts(value)
-            if group_index is not None:
-                options["group_index"] = group_index
-        return Message(
-            id=task_id,
-            task=name,
-            args=args,
-            kwargs=kwargs,
-            queue=route["queue"],
-            priority=priority,
-            eta=now + float(countdown) if countdown is not None else self._timestamp(eta, now),
-            expires=self._timestamp(expires if expires is not None else defaults.expires, now),
-            retries=retries,
-            root_id=root_id or task_id,
-            parent_id=parent_id,
-            group=group_id,
-            origin=_ORIGIN,
-            ignore_result=bool(defaults.ignore_result if ignore_result is None
-                               else ignore_result),
-            acks_late=defaults.acks_late,
-            time_limit=_first(time_limit, defaults.time_limit),
-            soft_time_limit=_first(soft_time_limit, defaults.soft_time_limit),
-            exchange=route.get("exchange"),
-            routing_key=route.get("routing_key"),
-            headers=dict(headers) if headers else _NO_OPTIONS,
-            options=options,
-            serializer=serializer or defaults.serializer,
-        )
-
-    def _route(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-        task: Task[Any, Any] | None, defaults: _Defaults, queue: Any, exchange: Any,
-        routing_key: str | None,
-    ) -> dict[str, Any]:
-        routers, queues = self._routing()
-        if queue is None and exchange is None and routing_key is None and routers:
-            route = route_options(routers, name, args, kwargs, {}, task)
-        else:
-            route = {}
-        queue = queue if queue is not None else route.get("queue", defaults.queue)
-        exchange = exchange if exchange is not None else route.get("exchange", defaults.exchange)
-        routing_key = routing_key or route.get("routing_key") or defaults.routing_key
-        if isinstance(queue, Queue) or (queue is not None and hasattr(queue, "routing_key")):
-            queue = queue.name
-        exchange_name = getattr(exchange, "name", exchange)
-        if queue is None and (exchange_name or routing_key):
-            matched = bound_queues(queues.values(), exchange_name or "", routing_key or "")
-            if matched:
-                queue = matched[0].name
-        if queue is None:
-            queue = self.conf.task_default_queue
-        if queues and queue not in queues and not self.conf.task_create_missing_queues:
-            raise ImproperlyConfigured(
-                f"queue {queue!r} is not in task_queues and task_create_missing_queues is off"
-            )
-        route = {**route, "queue": str(queue)}
-        if exchange_name:
-            route["exchange"] = exchange_name
-        if routing_key:
-            route["routing_key"] = routing_key
-        return route
-
-    def _clamp_priority(self, priority: int, queue: str) -> int:
-        _, queues = self._routing()
-        declared = queues.get(queue)
-        limit = (declared.max_priority if declared else None) or self.conf.task_queue_max_priority
-        if limit is not None:
-            return max(0, min(priority, int(limit)))
-        return priority
-
-    def _timestamp(self, value: datetime | float | None, now: float) -> float | None:
-        if value is None:
-            return None
-        if isinstance(value, datetime):
-            if value.tzinfo is None:
-                zone = self.timezone
-                if zone is not None:
-                    value = value.replace(tzinfo=zone)
-            return value.timestamp()
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return now + float(value)
-        raise TypeError(f"expected a datetime or a number of seconds, got {value!r}")
-
-    def publish(
-        self,
-        messages: Sequence[Message],
-        *,
-        retry: bool | None = None,
-        retry_policy: Mapping[str, Any] | None = None,
-        connection: Any = None,
-    ) -> None:
-        """Store messages in one transaction (all or none), retrying per the policy.
-
-        With ``connection`` (the caller's own open sqlite3 connection or peewee database
-        on the broker's file), the messages are written through it, uncommitted: they
-        exist if and only if the caller's transaction commits.
-
-        Raises:
-            EncodeError: a message's arguments cannot be serialized.
-            OperationalError: storage stayed unavailable through every retry.
-        """
-        if signals.before_task_publish.receivers:
-            for message in messages:
-                signals.before_task_publish.send(
-                    sender=message.task, body=(message.args, message.kwargs, {}),
-                    exchange=message.exchange, routing_key=message.routing_key or message.queue,
-                    headers={"id": message.id, "task": message.task}, properties={},
-                    declare=[], retry_policy=retry_policy,
-                )
-        envelopes = [message.encode() for message in messages]
-        if connection is not None:
-            publish_on = getattr(self.broker, "publish_on", None)
-            if publish_on is None:
-                raise ImproperlyConfigured(
-                    f"connection= needs the SQLite transport, not {type(self.broker).__name__}"
-                )
-            publish_on(connection, envelopes)
-        else:
-            self._publish_envelopes(envelopes, retry, retry_policy)
-        if signals.after_task_publish.receivers:
-            for message in messages:
-                signals.after_task_publish.send(
-                    sender=message.task, body=(message.args, message.kwargs, {}),
-                    exchange=message.exchange, routing_key=message.routing_key or message.queue,
-                    headers={"id": message.id, "task": message.task},
-                )
-
-    def _publish_envelopes(
-        self, envelopes: Sequence[Envelope], retry: bool | None,
-        retry_policy: Mapping[str, Any] | None,
-    ) -> None:
-        try:
-            self.broker.publish(envelopes)
-            return
-        except Exception as exc:
-            error = exc
-        if retry is None:
-            retry = bool(self.conf.task_publish_retry)
-        policy = {**self.conf.task_publish_retry_policy, **(retry_policy or {})}
-        errors = tuple(policy.get("retry_errors") or ()) or (OperationalError,)
-        limit = int(policy.get("max_retries", 3) or 0) if retry else 0
-        for attempt in range(limit):
-            if not _is_retriable(error, errors):
-                break
-            delay = min(
-                float(policy.get("interval_start", 0))
-                + attempt * float(policy.get("interval_step", 0.2)),
-                float(policy.get("interval_max", 1)),
-            )
-            logger.warning("publishing failed (%s); retry %d of %d in %.1fs",
-                           error, attempt + 1, limit, delay)
-            time.sleep(delay)
-            try:
-                self.broker.publish(envelopes)
-                return
-            except Exception as exc:
-                error = exc
-        raise error
-
-    def publish_calls(
-        self, name: str, calls: Sequence[tuple[Iterable[Any], Mapping[str, Any]]], *,
-        task: Task[Any, Any] | None = None, **options: Any,
-    ) -> tuple[list[str], bool]:
-        """Send many calls of one task, with the same options, in one transaction.
-
-        The options are resolved and the header encoded once for all calls; each call
-        costs an id, its arguments' encoding and a row. Returns the task ids and whether
-        results are ignored.
-
-        Raises:
-            TypeError: a call's arguments don't fit the task, or an unknown option.
-            EncodeError: a call's arguments cannot be serialized (named).
-        """
-        if not calls:
-            return [], False
-        retry = options.pop("retry", None)
-        retry_policy = options.pop("retry_policy", None)
-        first_args, first_kwargs = calls[0]
-        template = self.build_message(name, first_args, first_kwargs, task=task, **options)
-        if template.headers or template.options or options.get("task_id") or \
-                signals.before_task_publish.receivers or signals.after_task_publish.receivers:
-            messages = [template] + [self.build_message(name, a, k, task=task, **options)
-                                     for a, k in calls[1:]]
-            self.publish(messages, retry=retry, retry_policy=retry_policy)
-            return [m.id for m in messages], template.ignore_result
-        first = template.encode()
-        check = self._defaults(task, name).check
-        codec = serialization.get(template.serializer)
-        dumps = serialization.dumps_call
-        # Everything but the id and the body is the same for every call.
-        shared = (name, first.queue, first.priority, first.eta, first.expires,
-                  first.acks_late, first.content_type, first.header)
-        envelopes = [first]
-        for task_id, (call_args, call_kwargs) in zip(new_ids(len(calls) - 1), calls[1:],
-                                                     strict=True):
-            args = call_args if type(call_args) is tuple else _as_args(call_args, name)
-            kwargs = call_kwargs if type(call_kwargs) is dict else _as_kwargs(call_kwargs, name)
-            check(name, args, kwargs)
-            try:
-                body = dumps(codec, args, kwargs)
-            except Exception:  # let the message name the argument
-                dataclasses.replace(template, args=args, kwargs=kwargs).encode()
-                raise
-            envelopes.append(Envelope(task_id, *shared, body))
-        self._publish_envelopes(envelopes, retry, retry_policy)
-        return [envelope.task_id for envelope in envelopes], template.ignore_result
-
-    def send_task(
-        self, name: str, args: Iterable[Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None, **options: Any,
-    ) -> AsyncResult[Any]:
-        """Send a task by name, without importing its code.
-
-        Example:
-            >>> app.send_task("tasks.add", args=(2, 2)).get(timeout=10)  # doctest: +SKIP
-            4
-        """
-        retry = options.pop("retry", None)
-        retry_policy = options.pop("retry_policy", None)
-        connection = options.pop("connection", None)
-        task = self.tasks.get(name) or shared_tasks.get(name)
-        message = self.build_message(name, args, kwargs, task=task, **options)
-        self.publish([message], retry=retry, retry_policy=retry_policy, connection=connection)
-        return AsyncResult(message.id, self, name, ignored=message.ignore_result)
-
-    def run_follow_ups(self, envelopes: Sequence[Envelope]) -> None:
-        """Eager mode: run (or, when not always eager, send) a task's follow-up messages."""
-        if not envelopes:
-            return
-        if not self.conf.task_always_eager:
-            self._publish_envelopes(envelopes, None, None)
-            return
-        for envelope in envelopes:
-            message = Message.decode(envelope, self.accept)
-            task = self.task_finder(import_on_demand=False)(message.task)
-            task.apply(message.args, message.kwargs, task_id=message.id)
-
-    # -- results ---------------------------------------------------------------------
-
     def AsyncResult(self, task_id: str, **kwargs: Any) -> _AsyncResult[Any]:
         """The result of the task with this id (``app.AsyncResult(id).get()``)."""
         return _AsyncResult(task_id, self, kwargs.get("task_name"))
@@ -856,11 +454,6 @@ Celery = LiteQ
 _AsyncResult = AsyncResult
 _GroupResult = GroupResult
 
-_ORIGIN = origin()
-#: Shared, never mutated: most messages have no headers and no canvas options.
-_NO_OPTIONS: dict[str, Any] = {}
-
-
 def _as_object(source: Any) -> Any:
     return load_object(source) if isinstance(source, str) else source
 
@@ -868,59 +461,6 @@ def _as_object(source: Any) -> Any:
 def _same_store(url: Any, broker_url: str) -> bool:
     text = str(url)
     return text in ("rpc://", "rpc", broker_url) or text.startswith("rpc://")
-
-
-def _as_args(args: Any, name: str) -> tuple[Any, ...]:
-    kind = type(args)
-    if kind is tuple:
-        return args  # type: ignore[no-any-return]
-    if kind is list:
-        return tuple(args)
-    if args is None:
-        return ()
-    if isinstance(args, tuple):
-        return args
-    if isinstance(args, list):
-        return tuple(args)
-    raise TypeError(
-        f"{name}: args must be a list or a tuple, not {type(args).__name__} "
-        "(a single argument is written args=(x,))"
-    )
-
-
-def _as_kwargs(kwargs: Any, name: str) -> dict[str, Any]:
-    if type(kwargs) is dict:
-        return kwargs
-    if kwargs is None:
-        return {}
-    if not isinstance(kwargs, Mapping):
-        raise TypeError(f"{name}: kwargs must be a dict, not {type(kwargs).__name__}")
-    return dict(kwargs)
-
-
-def _signature_dicts(value: Any) -> list[dict[str, Any]]:
-    items = value if isinstance(value, (list, tuple)) else [value]
-    result = []
-    for item in items:
-        if isinstance(item, Task):
-            item = item.s()
-        if not isinstance(item, Mapping):
-            raise TypeError(f"expected a signature, got {item!r}")
-        result.append(dict(item))
-    return result
-
-
-def _is_retriable(exc: Exception, errors: tuple[Any, ...]) -> bool:
-    if isinstance(exc, errors):
-        return True
-    # Errors named after the broker failures Celery users list (kombu's TimeoutError,
-    # redis' ConnectionError) cover liteq's OperationalError too.
-    if isinstance(exc, OperationalError):
-        names = {getattr(error, "__name__", "") for error in errors}
-        return bool(names & {"TimeoutError", "OperationalError", "ConnectionError",
-                             "OperationalException"})
-    return False
-
 
 def _annotations_for(setting: Any, task: Task[Any, Any]) -> Iterator[Mapping[str, Any]]:
     if not setting:

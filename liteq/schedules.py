@@ -33,27 +33,25 @@ that match its fields, each wall minute at most once.
   01:05 and 03:05, one hour apart).
 
 Storage: :meth:`BaseSchedule.to_dict` gives json-friendly data and :func:`from_dict`
-rebuilds an equal schedule. This module imports nothing from liteq.
+rebuilds an equal schedule. This module imports only :mod:`liteq.cronfields`.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, NamedTuple, TypeAlias, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from liteq.cronfields import CRON_ORDER, FIELDS, MONTH_DAYS, CronSpec, orig_text
+
 UTC = timezone.utc
 
-#: What a crontab field may be given as: ``"*/15"``, ``7``, ``{0, 30}``, ``range(0, 60, 15)``.
-CronSpec: TypeAlias = int | str | Iterable[int | str] | None
 
 Clock: TypeAlias = Callable[[], datetime]
 
@@ -262,143 +260,8 @@ def _humanize_seconds(seconds: float) -> str:
     return "now"
 
 
-# -- crontab fields ------------------------------------------------------------------
-
-_DAY_NAMES = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
-_MONTH_NAMES = ("january", "february", "march", "april", "may", "june", "july",
-                "august", "september", "october", "november", "december")
 #: Candidates next_after may pass over: the minutes of a repeated hour, with room to spare.
 _MAX_CANDIDATES = 10_000
-_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-#: One comma-separated item: ``*``, ``N``, ``N-M``, each with an optional ``/STEP``.
-_ITEM = re.compile(r"(\*|[0-9]+|[a-z]+)(?:-([0-9]+|[a-z]+))?(?:/([0-9]+))?")
-
-
-@dataclass(frozen=True)
-class _Field:
-    """One crontab field: its range, its names, and Celery's day-of-week quirks."""
-
-    name: str
-    low: int
-    high: int
-    #: Full names (``sunday``...); any prefix of three letters or more is accepted.
-    names: tuple[str, ...] = ()
-    #: Day of week: 7 is accepted as another Sunday (0), as in cron.
-    sunday_seven: bool = False
-
-    @property
-    def top(self) -> int:
-        """The largest number accepted (7 for day of week, else ``high``)."""
-        return self.high + 1 if self.sunday_seven else self.high
-
-    def error(self, spec: Any, problem: str) -> ValueError:
-        return ValueError(f"invalid crontab {self.name} {spec!r}: {problem}")
-
-    def number(self, token: str, spec: Any) -> int:
-        if token.isdigit():
-            return self.check(int(token), spec)
-        if not self.names:
-            raise self.error(spec, f"names like {token!r} are not allowed here, use numbers")
-        for index, full in enumerate(self.names):
-            if len(token) >= 3 and full.startswith(token):
-                return index + self.low
-        hint = f"{self.names[0][:3]}-{self.names[-1][:3]}"
-        raise self.error(spec, f"unknown name {token!r} (use {hint} or {self.low}-{self.top})")
-
-    def check(self, value: int, spec: Any) -> int:
-        if not self.low <= value <= self.top:
-            raise self.error(spec, f"{value} is out of range {self.low}-{self.top}")
-        return value
-
-    def span(self, start: int, end: int) -> list[int]:
-        """``start`` to ``end`` inclusive, wrapping past the top as Celery does."""
-        if self.sunday_seven and start == 7:  # Sunday starting the week: "7-2" is sun-tue
-            start, end = 0, end % 7
-        if start <= end:
-            return list(range(start, end + 1))
-        return list(range(start, self.high + 1)) + list(range(self.low, end + 1))
-
-    def parse(self, spec: str) -> frozenset[int]:
-        """The values a field string stands for (``"*/15"`` -> {0, 15, 30, 45})."""
-        values: set[int] = set()
-        for item in spec.lower().split(","):
-            item = item.strip()
-            if not item:
-                raise self.error(spec, "empty list item")
-            match = _ITEM.fullmatch(item)
-            if match is None and item.startswith("-"):
-                raise self.error(spec, f"negative numbers are not allowed ({item!r})")
-            if match is None:
-                raise self.error(spec, f"cannot parse {item!r} (use *, N, N-M, */S, "
-                                       f"N-M/S, N/S or a list)")
-            values.update(self._item(spec, *match.groups()))
-        return frozenset(values)
-
-    def _item(self, spec: str, start: str, end: str | None, step: str | None) -> set[int]:
-        stride = 1 if step is None else int(step)
-        if stride < 1:
-            raise self.error(spec, f"step must be at least 1, not {stride}")
-        if start == "*":
-            if end is not None:
-                raise self.error(spec, "'*' cannot start a range")
-            run = list(range(self.low, self.high + 1))
-        elif end is not None:
-            run = self.span(self.number(start, spec), self.number(end, spec))
-        elif step is not None:  # "N/S": from N to the top in steps of S, as croniter reads it
-            run = self.span(self.number(start, spec), self.high)
-        else:
-            run = [self.number(start, spec)]
-        return {self.normalize(value) for value in run[::stride]}
-
-    def normalize(self, value: int) -> int:
-        return 0 if self.sunday_seven and value == 7 else value
-
-    def expand(self, spec: Any) -> frozenset[int]:
-        """Celery's cronspec forms (None, int, str, iterable) -> a set of values."""
-        if spec is None:
-            return self.parse("*")
-        if isinstance(spec, str):
-            return self.parse(spec)
-        if _is_int(spec):
-            return frozenset({self.normalize(self.check(int(spec), spec))})
-        if isinstance(spec, Iterable) and not isinstance(spec, (bytes, Mapping)):
-            items = list(spec)
-            if not items:
-                raise self.error(items, "no values given")
-            for item in items:
-                if not isinstance(item, str) and not _is_int(item):
-                    raise TypeError(f"crontab {self.name}: items must be ints or strings, "
-                                    f"got {type(item).__name__}: {item!r}")
-            return frozenset().union(*(self.expand(item) for item in items))
-        raise TypeError(f"crontab {self.name} must be an int, a str or an iterable of ints, "
-                        f"got {type(spec).__name__}: {spec!r}")
-
-    def text(self, values: frozenset[int]) -> str:
-        """A compact cron string for ``values``: ``*``, or numbers and ranges."""
-        if len(values) == self.high - self.low + 1:
-            return "*"
-        runs: list[list[int]] = []  # [first, last] of each run of consecutive values
-        for value in sorted(values):
-            if runs and value == runs[-1][1] + 1:
-                runs[-1][1] = value
-            else:
-                runs.append([value, value])
-        return ",".join(f"{a}-{b}" if b - a >= 2 else ",".join(map(str, range(a, b + 1)))
-                        for a, b in runs)
-
-
-#: The fields in Celery's argument order.
-_FIELDS: dict[str, _Field] = {
-    "minute": _Field("minute", 0, 59),
-    "hour": _Field("hour", 0, 23),
-    "day_of_week": _Field("day_of_week", 0, 6, _DAY_NAMES, sunday_seven=True),
-    "day_of_month": _Field("day_of_month", 1, 31),
-    "month_of_year": _Field("month_of_year", 1, 12, _MONTH_NAMES),
-}
-
-#: The order of cron's five fields, for croniter.
-_CRON_ORDER = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 
 
 # -- time zones ----------------------------------------------------------------------
@@ -499,20 +362,20 @@ class crontab(BaseSchedule):  # Celery's name
         super().__init__(nowfun)
         given = {"minute": minute, "hour": hour, "day_of_week": day_of_week,
                  "day_of_month": day_of_month, "month_of_year": month_of_year}
-        values = {name: _FIELDS[name].expand(spec) for name, spec in given.items()}
+        values = {name: FIELDS[name].expand(spec) for name, spec in given.items()}
         self.minute, self.hour, self.day_of_week, self.day_of_month, self.month_of_year = (
-            values[name] for name in _FIELDS)
+            values[name] for name in FIELDS)
         self.tz: tzinfo = _zone(tz)
         #: False when no zone was given: the beat then evaluates it in the app's timezone
         self.tz_given = tz is not None
         # The fields as given, for repr and storage (Celery keeps them as _orig_*).
-        self._orig = {name: _orig_text(spec, _FIELDS[name], values[name])
+        self._orig = {name: orig_text(spec, FIELDS[name], values[name])
                       for name, spec in given.items()}
-        if not any(day <= _MONTH_DAYS[month - 1]
+        if not any(day <= MONTH_DAYS[month - 1]
                    for month in self.month_of_year for day in self.day_of_month):
             raise ValueError(f"crontab day_of_month {self._orig['day_of_month']!r} never "
                              f"occurs in month_of_year {self._orig['month_of_year']!r}")
-        self._expr = " ".join(_FIELDS[name].text(values[name]) for name in _CRON_ORDER)
+        self._expr = " ".join(FIELDS[name].text(values[name]) for name in CRON_ORDER)
 
     def _naive_tz(self) -> tzinfo:
         return self.tz
@@ -587,16 +450,6 @@ class crontab(BaseSchedule):  # Celery's name
         return f"{text}>" if zone == "UTC" else f"{text} {zone}>"
 
 
-def _orig_text(spec: CronSpec, field: _Field, values: frozenset[int]) -> str:
-    if spec is None:
-        return "*"
-    if isinstance(spec, str):
-        return spec
-    if isinstance(spec, numbers.Integral):
-        return str(int(spec))
-    return field.text(values)
-
-
 # -- conversion and storage ----------------------------------------------------------
 
 
@@ -620,8 +473,8 @@ def to_schedule(value: Any) -> BaseSchedule:
         return value
     if _is_interval(value):
         return schedule(_interval(value))
-    if all(hasattr(value, f"_orig_{name}") for name in _FIELDS):  # celery.schedules.crontab
-        return crontab(**{name: getattr(value, f"_orig_{name}") for name in _FIELDS})
+    if all(hasattr(value, f"_orig_{name}") for name in FIELDS):  # celery.schedules.crontab
+        return crontab(**{name: getattr(value, f"_orig_{name}") for name in FIELDS})
     if isinstance(getattr(value, "run_every", None), timedelta):  # celery.schedules.schedule
         return schedule(value.run_every, relative=bool(getattr(value, "relative", False)))
     raise TypeError("a periodic schedule must be a number of seconds, a timedelta, a schedule "
@@ -630,7 +483,7 @@ def to_schedule(value: Any) -> BaseSchedule:
 
 _DICT_KEYS = {
     "interval": {"type", "seconds"},
-    "crontab": {"type", "tz", *_FIELDS},
+    "crontab": {"type", "tz", *FIELDS},
 }
 
 
@@ -661,7 +514,7 @@ def from_dict(data: Mapping[str, Any]) -> BaseSchedule:
         if "seconds" not in data:
             raise ValueError("a stored interval needs 'seconds'")
         return schedule(data["seconds"])
-    return crontab(**{name: data.get(name, "*") for name in _FIELDS}, tz=data.get("tz"))
+    return crontab(**{name: data.get(name, "*") for name in FIELDS}, tz=data.get("tz"))
 
 
 __all__ = [
