@@ -1,7 +1,8 @@
 """Serializers: json by default, pickle only when the user accepts it.
 
 liteq's json round-trips what task arguments usually hold and plain json does not:
-``datetime``, ``date``, ``time``, ``timedelta``, ``UUID``, ``Decimal``, ``bytes``,
+``datetime`` (aware ones keep their ``zoneinfo`` zone), ``date``, ``time``,
+``timedelta``, ``UUID``, ``Decimal``, ``bytes``,
 tuples, sets and dicts whose keys are not strings. They travel as small tagged objects
 (``{"__type__": "uuid", "__value__": "..."}``), so the stored messages stay readable.
 Anything else fails at ``delay()`` with :class:`~liteq.exceptions.EncodeError`.
@@ -13,6 +14,7 @@ import base64
 import json
 import pickle
 import uuid
+import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -66,9 +68,19 @@ def _tag(name: str, value: Any) -> dict[str, Any]:
     return {_TYPE: name, _VALUE: value}
 
 
+def _encode_datetime(value: datetime) -> dict[str, Any]:
+    # A datetime in a named zone keeps its zone (and fold): an offset alone would turn
+    # 02:30 on a DST day in Europe/Berlin into another instant or another zone.
+    zone = value.tzinfo
+    if isinstance(zone, zoneinfo.ZoneInfo) and zone.key is not None:
+        naive = value.replace(tzinfo=None, fold=0).isoformat()
+        return _tag("zoned_datetime", [naive, zone.key, value.fold])
+    return _tag("datetime", value.isoformat())
+
+
 _ENCODERS: dict[type, Callable[[Any], Any]] = {
     # datetime before date: datetime is a subclass of date.
-    datetime: lambda v: _tag("datetime", v.isoformat()),
+    datetime: lambda v: _encode_datetime(v),
     date: lambda v: _tag("date", v.isoformat()),
     time: lambda v: _tag("time", v.isoformat()),
     timedelta: lambda v: _tag("timedelta", [v.days, v.seconds, v.microseconds]),
@@ -85,6 +97,8 @@ _ENCODERS: dict[type, Callable[[Any], Any]] = {
 
 _DECODERS: dict[str, Callable[[Any], Any]] = {
     "datetime": datetime.fromisoformat,
+    "zoned_datetime": lambda v: datetime.fromisoformat(v[0]).replace(
+        tzinfo=zoneinfo.ZoneInfo(v[1]), fold=v[2]),
     "date": date.fromisoformat,
     "time": time.fromisoformat,
     "timedelta": lambda v: timedelta(days=v[0], seconds=v[1], microseconds=v[2]),

@@ -73,3 +73,14 @@ def test_accept_content_guards_loads() -> None:
         serialization.loads(b'{"__type__": "evil", "__value__": 1}', "application/json", accept)
     with pytest.raises(DecodeError):
         serialization.loads(b"\xff", "application/json", accept)
+
+
+def test_datetimes_keep_their_zone_even_in_a_dst_gap() -> None:
+    """Found by hypothesis: an offset alone cannot round-trip a time in a DST gap."""
+    from zoneinfo import ZoneInfo
+
+    gap = datetime(2026, 3, 29, 2, 30, tzinfo=ZoneInfo("Europe/Berlin"))  # does not exist
+    fold = datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=ZoneInfo("Europe/Berlin"))
+    for value in (gap, fold, datetime(1932, 10, 3, tzinfo=ZoneInfo("America/Eirunepe"))):
+        decoded = serialization.json_loads(serialization.json_dumps(value))
+        assert decoded == value and decoded.tzinfo is value.tzinfo and decoded.fold == value.fold
