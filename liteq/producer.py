@@ -21,7 +21,14 @@ from liteq import _state, serialization, signals
 from liteq.exceptions import ImproperlyConfigured, OperationalError
 from liteq.messages import Envelope, Message, new_id, new_ids, origin
 from liteq.result import AsyncResult
-from liteq.routing import Queue, bound_queues, build_routers, queues_from_setting, route_options
+from liteq.routing import (
+    Exchange,
+    Queue,
+    bound_queues,
+    build_routers,
+    queues_from_setting,
+    route_options,
+)
 from liteq.task import Task, shared_tasks
 
 if TYPE_CHECKING:
@@ -153,8 +160,15 @@ class Producer:
 
     def _routing(self) -> tuple[list[Any], dict[str, Queue]]:
         return self._cached("routing", lambda: (  # type: ignore[no-any-return]
-            build_routers(self.conf.task_routes), queues_from_setting(self.conf.task_queues)
+            build_routers(self.conf.task_routes),
+            queues_from_setting(self.conf.task_queues, self._default_exchange()),
         ))
+
+    def _default_exchange(self) -> Exchange | None:
+        name = self.conf.task_default_exchange
+        if not name:
+            return None
+        return Exchange(str(name), str(self.conf.task_default_exchange_type or "direct"))
 
     def build_message(
         self,
@@ -266,6 +280,11 @@ class Producer:
         if isinstance(queue, Queue) or (queue is not None and hasattr(queue, "routing_key")):
             queue = queue.name
         exchange_name = getattr(exchange, "name", exchange)
+        if queue is None:
+            # No queue named: the message goes by exchange and routing key, each
+            # falling back to its task_default_* setting, as in AMQP.
+            exchange_name = exchange_name or self.conf.task_default_exchange
+            routing_key = routing_key or self.conf.task_default_routing_key
         if queue is None and (exchange_name or routing_key):
             matched = bound_queues(queues.values(), exchange_name or "", routing_key or "")
             if matched:

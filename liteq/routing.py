@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -99,12 +99,21 @@ def as_queue(obj: Any) -> Queue:
     )
 
 
-def queues_from_setting(setting: Any) -> dict[str, Queue]:
-    """``task_queues`` (a list, tuple, set or dict of queues) as a name -> Queue map."""
+def queues_from_setting(
+    setting: Any, default_exchange: Exchange | None = None
+) -> dict[str, Queue]:
+    """``task_queues`` (a list, tuple, set or dict of queues) as a name -> Queue map.
+
+    A queue declared without an exchange is bound to ``default_exchange`` when one is
+    given (``task_default_exchange``), as Celery does; otherwise to its own name.
+    """
     if not setting:
         return {}
     items = setting.values() if isinstance(setting, Mapping) else setting
     queues = [as_queue(item) for item in items]
+    if default_exchange is not None:
+        queues = [queue if queue.exchange is not None else replace(queue, exchange=default_exchange)
+                  for queue in queues]
     return {queue.name: queue for queue in queues}
 
 

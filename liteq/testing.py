@@ -101,7 +101,12 @@ class WorkerProcess:
 
     def __init__(self, args: Sequence[str], *, cwd: str | os.PathLike[str] | None = None,
                  env: dict[str, str] | None = None, log: str | None = None,
-                 global_args: Sequence[str] = ()) -> None:
+                 global_args: Sequence[str] = (),
+                 command: Sequence[str] | None = None) -> None:
+        """``command`` replaces ``python -m liteq [global_args] worker`` (for example
+        ``[sys.executable, "proj.py", "worker"]`` for an app that calls ``app.start()``);
+        ``args`` follow it."""
+        self.command = list(command) if command is not None else None
         self.args = list(args)
         self.global_args = list(global_args)
         self.cwd = os.fspath(cwd) if cwd is not None else None
@@ -116,7 +121,8 @@ class WorkerProcess:
         return self.process.pid
 
     def start(self) -> WorkerProcess:
-        command = [sys.executable, "-m", "liteq", *self.global_args, "worker", *self.args]
+        prefix = self.command or [sys.executable, "-m", "liteq", *self.global_args, "worker"]
+        command = [*prefix, *self.args]
         if self.log_path:
             self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(

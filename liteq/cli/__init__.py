@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from liteq.cli import admin, beat, inspect, worker  # register the commands
+from liteq.cli import admin, beat, inspect, multi, worker  # register the commands
 from liteq.cli.base import State, cli
 
 if TYPE_CHECKING:
@@ -27,4 +27,4 @@ def main(argv: Sequence[str] | None = None, app: LiteQ | None = None) -> None:
              obj=State(app=app))
 
 
-__all__ = ["admin", "beat", "cli", "inspect", "main", "worker"]
+__all__ = ["admin", "beat", "cli", "inspect", "main", "multi", "worker"]
