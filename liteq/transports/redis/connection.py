@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -39,10 +40,17 @@ logger = logging.getLogger("liteq.transports.redis")
 
 T = TypeVar("T")
 
-#: Replies that mean "not now" rather than "no": retried like a lost connection.
-_TRANSIENT = ("BUSY", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
-#: Replies that mean the credentials (or the ACL user's rights) are wrong.
-_REFUSED = ("NOAUTH", "WRONGPASS", "NOPERM")
+#: Errors that mean "not now" rather than "no": retried like a lost connection (Redis
+#: still loading its data after a restart is a ConnectionError in redis-py already).
+_TRANSIENT: tuple[type[Exception], ...] = (
+    redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError,
+    redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError,
+)
+#: Errors that mean the credentials (or the ACL user's rights) are wrong.
+_REFUSED: tuple[type[Exception], ...] = (
+    redis.AuthenticationError, redis.exceptions.NoPermissionError,
+    redis.exceptions.AuthenticationWrongNumberOfArgsError,
+)
 _CERT_REQS = {"cert_none": "none", "none": "none", "cert_optional": "optional",
               "optional": "optional", "cert_required": "required", "required": "required"}
 _SECRET_QUERY = {"password", "ssl_password"}
@@ -64,7 +72,8 @@ def redacted(url: str) -> str:
         user = credentials.partition(":")[0]
         netloc = f"{user}@{host}" if user else host
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in _SECRET_QUERY])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # by hand: urlunsplit() would drop the empty host of unix:///path
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def _setting(options: Mapping[str, Any], name: str, default: Any = None) -> Any:
@@ -115,7 +124,6 @@ class Connection:
         self._kwargs: dict[str, Any] = {
             "socket_timeout": _seconds(socket_timeout, "socket_timeout"),
             "socket_connect_timeout": self.connect_timeout,
-            "socket_keepalive": True,
             "health_check_interval": int(options.get("health_check_interval", 25)),
             # liteq retries (below) so it can bound the time and keep retries safe
             "retry": Retry(NoBackoff(), 0),
@@ -124,7 +132,10 @@ class Connection:
             options, "redis_max_connections")
         if max_connections:
             self._kwargs["max_connections"] = int(max_connections)
-        if urlsplit(self.url).scheme == "rediss":
+        scheme = urlsplit(self.url).scheme
+        if scheme in ("redis", "rediss"):  # TCP: notice a peer that vanished
+            self._kwargs["socket_keepalive"] = True
+        if scheme == "rediss":
             self._kwargs.update(self._ssl_options(options))
         self._client: redis.Redis | None = None
         self._pid = os.getpid()
@@ -202,19 +213,22 @@ class Connection:
         while True:
             try:
                 return operation(self.client)
-            except redis.AuthenticationError as exc:
+            except _REFUSED as exc:
                 raise self.refused(exc) from exc
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except redis.ConnectionError as exc:
+                cause = exc.__cause__ or exc.__context__
+                if isinstance(cause, ssl.SSLCertVerificationError):  # retrying won't help
+                    raise OperationalError(
+                        f"Redis at {self.location}: TLS certificate not trusted: "
+                        f"{cause.verify_message} (give the CA with broker_use_ssl="
+                        '{"ssl_ca_certs": "ca.pem"}, or add ?ssl_cert_reqs=none to the URL)'
+                    ) from exc
                 error: redis.RedisError = exc
-            except redis.ResponseError as exc:
-                code = str(exc).split(" ", 1)[0]
-                if code in _REFUSED:
-                    raise self.refused(exc) from exc
-                if code not in _TRANSIENT:
+            except redis.RedisError as exc:
+                # BUSY (a long script runs) has no class of its own in redis-py
+                if not isinstance(exc, _TRANSIENT) and not str(exc).startswith("BUSY "):
                     raise OperationalError(f"Redis at {self.location}: {_reason(exc)}") from exc
                 error = exc
-            except redis.RedisError as exc:
-                raise OperationalError(f"Redis at {self.location}: {_reason(exc)}") from exc
             attempts += 1
             elapsed = time.monotonic() - started
             if not self.retry or (self.max_retries and attempts > self.max_retries) \
@@ -232,6 +246,17 @@ class Connection:
 
     def refused(self, exc: BaseException) -> OperationalError:
         """The one-line error for credentials (or ACL rights) Redis refused."""
+        if isinstance(exc, redis.exceptions.NoPermissionError):
+            return OperationalError(
+                f"Redis at {self.location} does not allow liteq's user this: {_reason(exc)} "
+                "(the ACL user needs the liteq key prefix, scripts and pub/sub)"
+            )
+        parts = urlsplit(self.url)
+        if not parts.password and "password=" not in parts.query:
+            return OperationalError(
+                f"Redis at {self.location} needs a password ({_reason(exc)}): give it in "
+                "the URL, as redis://:password@host:port/db"
+            )
         return OperationalError(
             f"Redis at {self.location} refused liteq's credentials: {_reason(exc)} "
             "(check the user and password in the URL)"
