@@ -34,6 +34,7 @@ Durability is Redis's: run it with ``appendonly yes`` (liteq warns when it is of
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import secrets
@@ -110,8 +111,8 @@ class RedisTransport(Transport):
         self.keys = Keys(prefix)
         self._conn = Connection(url, options)
         self._scripts = Scripts(self.keys)
-        # A publish id outlives every retry of its publish (see scripts/publish.lua).
-        self._marker_ms = int((self._conn.timeout + 30.0) * 1000)
+        # Publish ids and settled tokens outlive every retry of their call.
+        self._marker_ms = int((self._conn.timeout + 10.0) * 1000)
         self._opened = False
         self._open_lock = threading.Lock()
 
@@ -188,8 +189,9 @@ class RedisTransport(Transport):
     def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
         if not settlements:
             return []
-        accepted: list[bool] = self._run(
-            lambda client: self._scripts.settle(client, settlements, wall()))
+        calls = itertools.count()  # a retried call may find its own earlier effect
+        accepted: list[bool] = self._run(lambda client: self._scripts.settle(
+            client, settlements, wall(), self._marker_ms, next(calls) > 0))
         return accepted
 
     def extend_leases(self, worker_id: str, lease_seconds: float) -> int:

@@ -25,6 +25,8 @@ The data model (``P`` is the prefix)::
     P inflight          HASH    task id -> leased messages (for is_leased())
     P pub:<publish id>  STRING  marks a publish as done for a while, so a publish
                                  retried after a lost reply is not applied twice
+    P settled:<id>      STRING  the token a message was settled with, for a while, so a
+                                 settle retried after a lost reply is still accepted
     P r:<task id>       HASH    a task's result; expires by itself (PEXPIRE)
     P beat              SET     names of beat entries
     P beat:<name>       HASH    one beat entry: definition, schedule, run times
@@ -65,6 +67,7 @@ class Keys:
         self.leased = f"{p}leased"
         self.inflight = f"{p}inflight"
         self.publish_prefix = f"{p}pub:"
+        self.settled_prefix = f"{p}settled:"
         self.result_prefix = f"{p}r:"
         self.beat = f"{p}beat"
         self.beat_prefix = f"{p}beat:"

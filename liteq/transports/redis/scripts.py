@@ -16,7 +16,8 @@ What each script does, in one line:
   to a holder (token, delivery count, holder deadline); a claim id makes a retried
   claim return the same messages.
 * ``settle``: per message, if the token still matches: delete it, store its result and
-  publish its follow-ups (or put it back uncounted, for a release).
+  publish its follow-ups (or put it back uncounted, for a release); a settlement
+  retried after a lost reply is recognised (and accepted) by the token it left.
 * ``extend_leases``: push out the deadline of a worker's and its pool processes' leases.
 * ``heartbeat``: mark the worker alive, forget long-silent workers, extend leases.
 * ``reap``: requeue or fail the messages of every holder whose lease ran out.
@@ -211,7 +212,8 @@ class Scripts:
                       keys.heartbeats, keys.beat]
         self._layout = [keys.message_prefix, keys.ready_prefix, keys.scheduled_prefix,
                         keys.held_prefix, keys.result_prefix, keys.publish_prefix,
-                        keys.beat_prefix, keys.wake_prefix, keys.done_prefix]
+                        keys.beat_prefix, keys.wake_prefix, keys.done_prefix,
+                        keys.settled_prefix]
 
     def _run(self, client: Any, name: str, args: Sequence[Any]) -> Any:
         script = self._scripts[name]
@@ -238,8 +240,9 @@ class Scripts:
                 claim_id, str(budget), str(len(queues)), *queues]
         return [read_delivery(row) for row in self._run(client, "claim", args)]
 
-    def settle(self, client: Any, settlements: Sequence[Settlement], now: float) -> list[bool]:
-        args: list[Any] = [str(len(settlements))]
+    def settle(self, client: Any, settlements: Sequence[Settlement], now: float,
+               marker_ms: int, retry: bool) -> list[bool]:
+        args: list[Any] = [str(marker_ms), "1" if retry else "0", str(len(settlements))]
         for settlement in settlements:
             lease = settlement.delivery
             args += [str(lease.key), str(lease.token), "1" if settlement.release else "0"]

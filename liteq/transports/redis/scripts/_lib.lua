@@ -2,8 +2,8 @@
 --
 -- Calling convention (scripts.py builds it):
 --   KEYS  the fixed keys, always in this order (see keys.py)
---   ARGV  1..9: the prefixes of key families; then the script's own arguments, read in
---         order with nextarg()
+--   ARGV  1..10: the prefixes of key families; then the script's own arguments, read
+--         in order with nextarg()
 --
 -- A message is a HASH with short fields:
 --   t task id, n task name, q queue, p priority, r run_at (eta or publish time),
@@ -18,9 +18,10 @@ local KEY = {
 local P = {
   message = ARGV[1], ready = ARGV[2], scheduled = ARGV[3], held = ARGV[4],
   result = ARGV[5], published = ARGV[6], beat = ARGV[7], wake = ARGV[8], done = ARGV[9],
+  settled = ARGV[10],
 }
 
-local cursor = 9
+local cursor = 10
 local function nextarg()
   cursor = cursor + 1
   return ARGV[cursor]

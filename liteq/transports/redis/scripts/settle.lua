@@ -1,10 +1,14 @@
 -- SETTLE: end leases whose token still matches, each with its outcome.
--- ARGV: count, then per settlement: id, token, release ('1'/'0'),
+-- ARGV: marker TTL (ms), retry ('1' when this call is a retry), count, then per
+--       settlement: id, token, release ('1'/'0'),
 --       has result ('1'/'0'), [result], follow-up count, follow-up envelopes...
 -- Accepted: the message is removed, its result stored and its follow-ups published,
--- all at once; with release it goes back to the queue uncounted instead. A token that
--- no longer matches (the lease was taken over, or this settle already ran) changes
--- nothing. Returns 1 (accepted) or 0 per settlement.
+-- all at once; with release it goes back to the queue uncounted instead. The token is
+-- kept a while under ``settled:<id>``: a settle retried because Redis died before
+-- replying finds it there and is accepted again, changing nothing. Otherwise a token
+-- that no longer matches (the lease was taken over) changes nothing and is refused.
+-- Returns 1 (accepted) or 0 per settlement.
+local marker_ttl, retry = nextarg(), nextarg() == '1'
 local count = tonumber(nextarg())
 local accepted, woken = {}, {}
 for s = 1, count do
@@ -20,6 +24,7 @@ for s = 1, count do
   local m = leased_message(id)
   if m.token and m.token == token then
     lease_ended(id, m)
+    redis.call('SET', P.settled .. id, token, 'PX', marker_ttl)
     if is_release == '1' then
       release(id, m, woken)
     else
@@ -32,6 +37,8 @@ for s = 1, count do
       end
     end
     accepted[s] = 1
+  elseif retry and redis.call('GET', P.settled .. id) == token then
+    accepted[s] = 1  -- applied already: this is a retry
   else
     accepted[s] = 0
   end
