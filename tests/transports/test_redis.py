@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import liteq
+import liteq.transports.redis as redis_transport
 from liteq.transports.base import QueueDepth, ResultRecord, Settlement
 from liteq.transports.redis import RedisTransport, _version
 from liteq.transports.redis.connection import redacted
@@ -117,9 +118,13 @@ def test_results_expire_by_themselves(transport: RedisTransport) -> None:
     assert transport.expire_results() == 0
 
 
-def test_running_without_aof_is_warned_about_once(redis_url: str, caplog) -> None:
+def test_running_without_aof_is_warned_about_once_at_start(redis_url: str, caplog,
+                                                          monkeypatch) -> None:
+    monkeypatch.setattr(redis_transport, "_WARNED", set())
     with caplog.at_level(logging.WARNING, "liteq.transports.redis"):
-        RedisTransport(redis_url, {}).open()
+        RedisTransport(redis_url, {}).publish([envelope("a")])  # a producer: no warning
+        assert not caplog.records
+        RedisTransport(redis_url, {}).open()  # a worker starting
         RedisTransport(redis_url, {}).open()
     warnings = [r for r in caplog.records if "append-only" in r.getMessage()]
     assert len(warnings) == 1 and "appendonly yes" in warnings[0].getMessage()

@@ -123,6 +123,12 @@ class RedisTransport(Transport):
         return redacted(self.url)
 
     def open(self) -> None:
+        """Connect and check the server now; a worker (which calls this at start-up)
+        also warns when Redis runs without append-only persistence."""
+        self._connect()
+        self._check_persistence()
+
+    def _connect(self) -> None:
         with self._open_lock:
             if self._opened:
                 return
@@ -133,7 +139,6 @@ class RedisTransport(Transport):
                     f"Redis at {self.location} is version {version}; liteq needs Redis "
                     f"{'.'.join(map(str, MIN_REDIS_VERSION))} or newer"
                 )
-            self._check_persistence()
             self._opened = True
 
     def _check_persistence(self) -> None:
@@ -153,7 +158,7 @@ class RedisTransport(Transport):
 
     def _ensure_open(self) -> None:
         if not self._opened:
-            self.open()
+            self._connect()
 
     def close(self) -> None:
         self._conn.close()
