@@ -5,8 +5,10 @@ script to its end before serving any other command, and AOF records its effects 
 transaction. The scripts live in ``scripts/<name>.lua``; ``scripts/_lib.lua`` (shared
 helpers and the calling convention) is put in front of each when they are loaded.
 
-Every script gets the same KEYS (the fixed keys of :class:`~.keys.Keys`) and, first in
-ARGV, the prefixes of the key families, so no script spells a key name itself.
+Key names come from :class:`~.keys.Keys`: each script starts with a prelude that
+defines them as Lua constants (so no script spells a name, and a call sends only its
+own arguments, which halves the bytes of a ``delay()``). Scripts therefore declare no
+KEYS, one reason Redis Cluster is not supported.
 
 What each script does, in one line:
 
@@ -71,10 +73,35 @@ def _source(name: str) -> str:
     return folder.joinpath(f"{name}.lua").read_text("utf-8")
 
 
-def load_scripts() -> dict[str, _Script]:
-    """Every script, with the shared library in front."""
-    lib = _source("_lib")
-    return {name: _Script(name, f"{lib}\n-- {name}.lua\n{_source(name)}") for name in NAMES}
+def _lua_string(text: str) -> str:
+    """A Lua string literal of ``text`` (any byte but letters and digits escaped)."""
+    plain = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_-."
+    return '"' + "".join(chr(b) if b in plain else f"\\{b:03d}" for b in text.encode()) + '"'
+
+
+def prelude(keys: Keys) -> str:
+    """The key names of ``keys`` as the Lua tables ``KEY`` and ``P`` (see _lib.lua)."""
+    fixed = {"seq": keys.seq, "queues": keys.queues, "leases": keys.leases,
+             "holders": keys.holders, "claims": keys.claims, "leased": keys.leased,
+             "inflight": keys.inflight, "workers": keys.workers,
+             "worker_info": keys.worker_info, "heartbeats": keys.heartbeats,
+             "beat": keys.beat}
+    families = {"message": keys.message_prefix, "ready": keys.ready_prefix,
+                "scheduled": keys.scheduled_prefix, "held": keys.held_prefix,
+                "result": keys.result_prefix, "published": keys.publish_prefix,
+                "beat": keys.beat_prefix, "wake": keys.wake_prefix, "done": keys.done_prefix,
+                "settled": keys.settled_prefix}
+
+    def table(values: dict[str, str]) -> str:
+        return "{" + ", ".join(f"{k} = {_lua_string(v)}" for k, v in values.items()) + "}"
+
+    return f"-- key names (keys.py)\nlocal KEY = {table(fixed)}\nlocal P = {table(families)}\n"
+
+
+def load_scripts(keys: Keys) -> dict[str, _Script]:
+    """Every script, for the key names of ``keys``, with the shared library in front."""
+    head = f"{prelude(keys)}{_source('_lib')}"
+    return {name: _Script(name, f"{head}\n-- {name}.lua\n{_source(name)}") for name in NAMES}
 
 
 def _number(value: float | None) -> str:
@@ -206,23 +233,15 @@ class Scripts:
     run on (the transport's, which retries a lost connection around the call)."""
 
     def __init__(self, keys: Keys) -> None:
-        self._scripts = load_scripts()
-        self._keys = [keys.seq, keys.queues, keys.leases, keys.holders, keys.claims,
-                      keys.leased, keys.inflight, keys.workers, keys.worker_info,
-                      keys.heartbeats, keys.beat]
-        self._layout = [keys.message_prefix, keys.ready_prefix, keys.scheduled_prefix,
-                        keys.held_prefix, keys.result_prefix, keys.publish_prefix,
-                        keys.beat_prefix, keys.wake_prefix, keys.done_prefix,
-                        keys.settled_prefix]
+        self._scripts = load_scripts(keys)
 
     def _run(self, client: Any, name: str, args: Sequence[Any]) -> Any:
         script = self._scripts[name]
-        argv = (*self._keys, *self._layout, *args)
         try:
-            return client.evalsha(script.sha, len(self._keys), *argv)
+            return client.evalsha(script.sha, 0, *args)
         except NoScriptError:  # a restarted (or another) server: load it, once
             client.script_load(script.text)
-            return client.evalsha(script.sha, len(self._keys), *argv)
+            return client.evalsha(script.sha, 0, *args)
 
     # -- messages --------------------------------------------------------------------
 

@@ -1,27 +1,15 @@
--- Shared by every liteq script: scripts.py puts this in front of each one.
---
--- Calling convention (scripts.py builds it):
---   KEYS  the fixed keys, always in this order (see keys.py)
---   ARGV  1..10: the prefixes of key families; then the script's own arguments, read
---         in order with nextarg()
+-- Shared by every liteq script: scripts.py puts this in front of each one, after a
+-- prelude that defines the key names (from keys.py, so no script spells one):
+--   KEY  the fixed keys (KEY.seq, KEY.queues, KEY.leases, ...)
+--   P    the prefixes of key families (P.message .. id, P.ready .. queue, ...)
+-- ARGV holds the script's own arguments, read in order with nextarg().
 --
 -- A message is a HASH with short fields:
 --   t task id, n task name, q queue, p priority, r run_at (eta or publish time),
 --   x expires ('' none), a acks_late ('1'/'0'), c content type, h header, b body,
 --   d deliveries, w holder and k token (only while leased)
 
-local KEY = {
-  seq = KEYS[1], queues = KEYS[2], leases = KEYS[3], holders = KEYS[4], claims = KEYS[5],
-  leased = KEYS[6], inflight = KEYS[7], workers = KEYS[8], worker_info = KEYS[9],
-  heartbeats = KEYS[10], beat = KEYS[11],
-}
-local P = {
-  message = ARGV[1], ready = ARGV[2], scheduled = ARGV[3], held = ARGV[4],
-  result = ARGV[5], published = ARGV[6], beat = ARGV[7], wake = ARGV[8], done = ARGV[9],
-  settled = ARGV[10],
-}
-
-local cursor = 10
+local cursor = 0
 local function nextarg()
   cursor = cursor + 1
   return ARGV[cursor]
