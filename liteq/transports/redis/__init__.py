@@ -24,6 +24,10 @@ SQLite transport's semantics with Redis primitives:
 * **Beat** entries are hashes advanced by compare-and-set in the script that publishes
   the tick's message, so any number of beats on any hosts fire each tick once.
 * **Etas and expiry** are epoch seconds from the producer's clock, as with SQLite.
+* **Retries are safe**: a call whose reply was lost (Redis died after applying it) is
+  retried; a publish id makes a retried publish a no-op, a claim id replays the same
+  claim (nothing is left leased to a worker that does not know it), and a settled
+  token lets a retried settle be accepted instead of reported as a lost lease.
 
 Every change is one Lua script (``scripts.py``); key names live in ``keys.py`` under a
 prefix (``"liteq:"``; ``broker_transport_options={"global_keyprefix": "app1:"}`` lets
