@@ -249,8 +249,9 @@ class Task(Generic[P, R]):
         record = app.make_record(task_id, state or "PENDING", meta, task_name=self.name,
                                  worker=request.hostname, retries=request.retries,
                                  serializer=self.result_serializer)
-        fence = request.delivery if task_id == request.id else None
-        app.backend.store_result(record, fence=fence)
+        # The lease fences the write only where it lives: in the broker's own store.
+        fenced = task_id == request.id and app.results_with_broker
+        app.backend.store_result(record, fence=request.delivery if fenced else None)
 
     # -- retries ---------------------------------------------------------------------
 

@@ -1,4 +1,9 @@
-"""Shared fixtures: a project directory with a task module, and real worker processes."""
+"""Shared fixtures: a project directory with a task module, and real worker processes.
+
+Behaviour and reliability tests run once per transport: ``project`` is on a SQLite
+file, or on a Redis database of the test's own (``tests/redis_fixtures.py``). Tests that
+are about SQLite itself carry ``@pytest.mark.sqlite_only(reason)``.
+"""
 
 from __future__ import annotations
 
@@ -16,14 +21,19 @@ import pytest
 
 from liteq._state import reset_current_app
 from liteq.testing import WorkerProcess
+from tests.redis_fixtures import redis_server, redis_url  # noqa: F401 - fixtures
 
-#: The task module most behaviour tests use; ``@DB@`` stands for the database path.
+#: Test directories whose tests run on every transport.
+EVERY_TRANSPORT = {"behaviour", "reliability"}
+
+#: The task module most behaviour tests use; ``@BROKER@`` stands for the broker URL
+#: (a SQLite file or a Redis database), ``@DB@`` for the SQLite file's path.
 TASKS = '''
 import os
 import time
 from liteq import LiteQ, Task
 
-app = LiteQ(__name__, broker="sqlite:///@DB@")
+app = LiteQ(__name__, broker="@BROKER@")
 
 
 @app.task
@@ -93,19 +103,29 @@ def connection_info():
 
 
 class Project:
-    """A temporary directory with task modules, a database, and worker processes."""
+    """A temporary directory with task modules, a broker, and worker processes."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, transport: str = "sqlite",
+                 broker_url: str | None = None) -> None:
         self.root = root
+        self.transport = transport
         self.db = root / "tasks.db"
+        #: what task modules and workers use: the SQLite file, or a Redis database
+        self.broker_url = broker_url or f"sqlite:///{self.db}"
         self.workers: list[WorkerProcess] = []
         self.module_names: list[str] = []
         sys.path.insert(0, str(root))
 
+    @property
+    def location(self) -> str:
+        """What a command line takes as the broker: the file path, or the Redis URL."""
+        return str(self.db) if self.transport == "sqlite" else self.broker_url
+
     def module(self, source: str = TASKS, name: str | None = None) -> ModuleType:
         """Write a module into the project and import it here."""
         name = name or f"tasks_{uuid.uuid4().hex[:10]}"
-        text = textwrap.dedent(source).replace("@DB@", str(self.db))
+        text = textwrap.dedent(source).replace("@BROKER@", self.broker_url)
+        text = text.replace("@DB@", str(self.db))
         (self.root / f"{name}.py").write_text(text)
         importlib.invalidate_caches()
         self.module_names.append(name)
@@ -115,9 +135,12 @@ class Project:
                database: str | None = None, wait: bool = True,
                env: dict[str, str] | None = None,
                global_args: tuple[str, ...] = ()) -> WorkerProcess:
-        """Start ``liteq worker`` on the project's database; wait until it is ready."""
+        """Start ``liteq worker`` on the project's broker; wait until it is ready.
+
+        ``database`` names another file or URL; ``""`` gives none (the app's, with -A).
+        """
         log = self.root / f"worker-{len(self.workers)}.log"
-        target = [database or str(self.db)] if database != "" else []
+        target = [database or self.location] if database != "" else []
         worker = WorkerProcess([*target, "-P", pool, "-l", loglevel, *args], cwd=self.root,
                                log=str(log), env={"PYTHONPATH": _pythonpath(), **(env or {})},
                                global_args=global_args)
@@ -156,9 +179,29 @@ def _pythonpath() -> str:
     return f"{here}{os.pathsep}{existing}" if existing else here
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Behaviour and reliability tests run on SQLite and on Redis."""
+    if "transport_kind" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.path.parent.name not in EVERY_TRANSPORT:
+        return
+    if metafunc.definition.get_closest_marker("sqlite_only"):
+        return
+    metafunc.parametrize("transport_kind",
+                         ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+
+
 @pytest.fixture
-def project(tmp_path: Path) -> Iterator[Project]:
-    project = Project(tmp_path)
+def transport_kind() -> str:
+    """The transport a project uses (tests outside behaviour/ and reliability/: SQLite)."""
+    return "sqlite"
+
+
+@pytest.fixture
+def project(tmp_path: Path, transport_kind: str, request: pytest.FixtureRequest
+            ) -> Iterator[Project]:
+    url = request.getfixturevalue("redis_url") if transport_kind == "redis" else None
+    project = Project(tmp_path, transport_kind, url)
     try:
         yield project
     finally:

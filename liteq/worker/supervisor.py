@@ -340,6 +340,11 @@ class Supervisor:
                        report_reader, slot)
         self._children[index] = child
         self._selector.register(process.sentinel, selectors.EVENT_READ, child)
+        if self.stopping == "warm":
+            # The stop signal came while this child was being started (its handler runs
+            # between any two bytecodes): stop() did not see it, so tell it here.
+            with contextlib.suppress(OSError):
+                child.control.send_bytes(b"W")
 
     def watch(self, fd: int, handler: Callable[[], None]) -> None:
         """Call ``handler`` when ``fd`` becomes readable (the signal pipe)."""

@@ -17,7 +17,7 @@ BEAT_TASKS = """
 import os
 from liteq import LiteQ
 
-app = LiteQ(__name__, broker="sqlite:///@DB@")
+app = LiteQ(__name__, broker="@BROKER@")
 LOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ticks-" + __name__)
 app.conf.beat_schedule = {
     "every-second": {"task": __name__ + ".tick", "schedule": 1.0},
@@ -77,7 +77,7 @@ def test_worker_with_embedded_beat_and_show(project: Project) -> None:
     log = project.root / f"ticks-{tasks.__name__}"
     project.worker("-A", tasks.__name__, "-B", database="", pool="prefork")
     wait_for(lambda: len(_ticks(log)) >= 2, 20)
-    done = project.liteq("beat", str(project.db), "--show")
+    done = project.liteq("beat", project.broker_url, "--show")
     assert done.returncode == 0, done.stderr
     assert "every-second" in done.stdout and f"{tasks.__name__}.tick" in done.stdout
     assert "<freq: 1.00 second>" in done.stdout

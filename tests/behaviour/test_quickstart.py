@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Project
 
 QUICKSTART = """
@@ -16,6 +18,7 @@ def add(x, y):
 """
 
 
+@pytest.mark.sqlite_only("the quickstart: a worker on a database file")
 def test_worker_on_a_path_imports_the_task_module_on_first_use(project: Project) -> None:
     # Given the quickstart's tasks.py (a relative database path, module named "tasks")
     (project.root / "tasks.py").write_text(QUICKSTART)
@@ -28,6 +31,7 @@ def test_worker_on_a_path_imports_the_task_module_on_first_use(project: Project)
     assert "tasks.add" in worker.output()
 
 
+@pytest.mark.sqlite_only("file modes of the SQLite database")
 def test_database_and_sidecar_files_are_private(project: Project) -> None:
     (project.root / "tasks.py").write_text(QUICKSTART)
     project.worker(database="tasks.db")

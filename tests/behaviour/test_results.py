@@ -106,7 +106,7 @@ def test_started_is_recorded_with_track_started(project: Project) -> None:
         """
         import time
         from liteq import LiteQ
-        app = LiteQ(__name__, broker="sqlite:///@DB@", task_track_started=True)
+        app = LiteQ(__name__, broker="@BROKER@", task_track_started=True)
 
         @app.task
         def slow():
@@ -132,7 +132,7 @@ def test_result_expires_and_the_worker_cleans_up(project: Project) -> None:
     tasks = project.module(
         """
         from liteq import LiteQ
-        app = LiteQ(__name__, broker="sqlite:///@DB@", result_expires=1,
+        app = LiteQ(__name__, broker="@BROKER@", result_expires=1,
                     broker_transport_options={"visibility_timeout": 3})
 
         @app.task

@@ -11,6 +11,7 @@ import pytest
 import liteq
 from liteq import LiteQ
 from liteq.testing import wait_for
+from liteq.transports.base import QueueDepth
 from tests.conftest import Project
 
 RETRY_TASKS = """
@@ -18,7 +19,7 @@ import os
 import time
 from liteq import LiteQ, MaxRetriesExceededError
 
-app = LiteQ(__name__, broker="sqlite:///@DB@")
+app = LiteQ(__name__, broker="@BROKER@")
 COUNTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "counts-" + __name__)
 
 
@@ -97,16 +98,15 @@ def test_past_max_retries_the_original_exception_stands(project: Project) -> Non
         res.get(timeout=20)
 
 
-def test_a_waiting_retry_is_a_row_in_the_database(project: Project) -> None:
+def test_a_waiting_retry_is_a_message_in_storage(project: Project) -> None:
     tasks = project.module(RETRY_TASKS)
     worker = project.worker()
     res = tasks.slow_retry.delay()
     wait_for(lambda: res.state == "RETRY", 10)
     assert isinstance(res.result, liteq.Retry) and "Retry in 30s" in str(res.result)
-    with sqlite3.connect(project.db) as conn:
-        rows = conn.execute("SELECT task_id, state, run_at FROM liteq_messages").fetchall()
-    assert len(rows) == 1 and rows[0][0] == res.id and rows[0][1] == 2  # scheduled
-    assert rows[0][2] > time.time() + 20
+    broker = tasks.app.broker
+    assert broker.depth()["celery"] == QueueDepth(scheduled=1)
+    assert broker.next_eta(["celery"]) > time.time() + 20
     worker.stop()  # not held by the worker: it survives a restart
     assert tasks.app.broker.depth()["celery"].scheduled == 1
 

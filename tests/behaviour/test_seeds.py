@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
@@ -21,11 +20,13 @@ from liteq.testing import WorkerProcess, wait_for
 from tests.conftest import Project, _pythonpath
 
 
-def _write(root: Path, files: dict[str, str]) -> None:
+def _write(project: Project, files: dict[str, str]) -> None:
+    """Write the seed's files; its broker (``sqlite:///@DB@``) is the project's, so every
+    seed runs on each transport."""
     for name, text in files.items():
-        path = root / name
+        path = project.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).replace("@DB@", str(root / "tasks.db")))
+        path.write_text(textwrap.dedent(text).replace("sqlite:///@DB@", project.broker_url))
 
 
 def _worker(project: Project, *args: str) -> WorkerProcess:
@@ -44,7 +45,7 @@ def _run(project: Project, code: str) -> str:
 
 
 def test_seed_000_basics_config_routing_and_database_task(project: Project) -> None:
-    _write(project.root, {
+    _write(project, {
         "config_file_name.py": """
             broker_url = 'sqlite:///@DB@'
             result_backend = 'rpc://'
@@ -124,7 +125,7 @@ def test_seed_000_basics_config_routing_and_database_task(project: Project) -> N
 
 
 def test_seed_001_old_setting_names_annotations_and_app_start(project: Project) -> None:
-    _write(project.root, {
+    _write(project, {
         "config.py": """
             BROKER_URL = 'sqlite:///@DB@'
             CELERY_RESULT_BACKEND = 'sqlite:///@DB@'
@@ -186,7 +187,7 @@ def test_seed_001_old_setting_names_annotations_and_app_start(project: Project) 
 
 
 def test_seed_001_and_004_multi_start_stop_restart(project: Project) -> None:
-    _write(project.root, {"project.py": """
+    _write(project, {"project.py": """
         from liteq import Celery
         app = Celery('project', broker='sqlite:///@DB@')
         @app.task
@@ -219,7 +220,7 @@ def test_seed_001_and_004_multi_start_stop_restart(project: Project) -> None:
 
 
 def test_seed_002_apply_async_options_and_topic_routing(project: Project) -> None:
-    _write(project.root, {"proj/__init__.py": "", "proj/tasks.py": """
+    _write(project, {"proj/__init__.py": "", "proj/tasks.py": """
         from liteq import Celery, Queue, Exchange
         app = Celery('proj', broker='sqlite:///@DB@')
         app.conf.update(
@@ -267,7 +268,7 @@ def test_seed_002_apply_async_options_and_topic_routing(project: Project) -> Non
 
 
 def test_seed_003_package_worker_beat_and_periodic_tasks(project: Project) -> None:
-    _write(project.root, {
+    _write(project, {
         "celery_task/__init__.py": "",
         "celery_task/celery.py": """
             from liteq import Celery, Queue, Exchange
@@ -327,7 +328,7 @@ def test_seed_003_package_worker_beat_and_periodic_tasks(project: Project) -> No
 
 def test_seed_004_django_settings_autodiscover_and_c_force_root(project: Project) -> None:
     pytest.importorskip("django")
-    _write(project.root, {
+    _write(project, {
         "scs/__init__.py": "",
         "scs/settings.py": """
             SECRET_KEY = 'x'
@@ -376,7 +377,7 @@ def test_seed_004_django_settings_autodiscover_and_c_force_root(project: Project
 
 
 def test_seed_003_timedelta_eta_as_written(project: Project) -> None:
-    _write(project.root, {"t3.py": """
+    _write(project, {"t3.py": """
         from liteq import Celery
         app = Celery('t3', broker='sqlite:///@DB@')
         @app.task

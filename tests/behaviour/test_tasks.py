@@ -127,7 +127,7 @@ def test_async_def_tasks_run(project: Project) -> None:
         """
         import asyncio
         from liteq import LiteQ
-        app = LiteQ(__name__, broker="sqlite:///@DB@")
+        app = LiteQ(__name__, broker="@BROKER@")
 
         @app.task
         async def later(x):

@@ -15,7 +15,7 @@ import os
 import time
 from liteq import LiteQ, SoftTimeLimitExceeded, signals
 
-app = LiteQ(__name__, broker="sqlite:///@DB@", task_soft_time_limit=@SETTING_SOFT@)
+app = LiteQ(__name__, broker="@BROKER@", task_soft_time_limit=@SETTING_SOFT@)
 STATE = {"init": None}
 
 

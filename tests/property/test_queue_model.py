@@ -1,7 +1,9 @@
-"""A state machine drives the SQLite transport against a model of the queue.
+"""A state machine drives each transport against a model of the queue.
 
 Invariant: every published message is in exactly one of ready, leased, done or failed,
-as the model says; no settlement with a stale token is ever accepted.
+as the model says; no settlement with a stale token is ever accepted. The lease clock
+is the model's (SQLite: ``lease_clock``; Redis: the clock its scripts are given instead
+of the server's ``TIME``).
 """
 
 from __future__ import annotations
@@ -10,14 +12,24 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
+import liteq.transports.redis as redis_transport
 from liteq import _clock
 from liteq.messages import Message
-from liteq.transports.base import LostTaskPolicy, ResultRecord, Settlement
+from liteq.transports.base import LostTaskPolicy, ResultRecord, Settlement, Transport
+from liteq.transports.redis import RedisTransport
 from liteq.transports.sqlite import SQLiteTransport
+from tests.transports.support import KINDS, states
 
 LEASE = 10.0
 POLICY = LostTaskPolicy(
@@ -39,22 +51,32 @@ class Model:
 
 class QueueMachine(RuleBasedStateMachine):
     held = Bundle("held")
+    #: "sqlite", or the URL of a Redis database the machine may flush
+    target = "sqlite"
 
     def __init__(self) -> None:
         super().__init__()
         self.clock = 1000.0
-        self._saved_clock = _clock.lease_clock
-        _clock.lease_clock = lambda: self.clock
         self.dir = tempfile.TemporaryDirectory()
-        self.transport = SQLiteTransport(f"{self.dir.name}/q.db", {})
+        self.transport: Transport
+        if self.target == "sqlite":
+            self.module: Any = _clock
+            self.transport = SQLiteTransport(f"{self.dir.name}/q.db", {})
+        else:
+            self.module = redis_transport
+            self.transport = RedisTransport(self.target, {})
+        self._saved_clock = self.module.lease_clock
+        self.module.lease_clock = lambda: self.clock
         self.transport.open()
+        if isinstance(self.transport, RedisTransport):
+            self.transport._conn.client.flushdb()
         self.model: dict[str, Model] = {}
         #: lease deadline per holder: one lease covers everything a holder claimed
         self.holders: dict[str, float] = {}
         self.counter = 0
 
     def teardown(self) -> None:
-        _clock.lease_clock = self._saved_clock
+        self.module.lease_clock = self._saved_clock
         self.transport.close()
         self.dir.cleanup()
 
@@ -157,10 +179,10 @@ class QueueMachine(RuleBasedStateMachine):
 
     @invariant()
     def every_message_is_in_exactly_the_modelled_state(self) -> None:
+        where = states(self.transport)
+        assert set(where) <= set(self.model)
         for task_id, entry in self.model.items():
-            row = self.transport.database.conn.execute(
-                "SELECT state FROM liteq_messages WHERE task_id = ?", (task_id,)).fetchone()
-            stored = None if row is None else {0: "ready", 1: "leased"}[row[0]]
+            stored = where.get(task_id)
             assert self.transport.is_leased(task_id) == (stored == "leased")
             result = self.transport.get_result(task_id)
             if entry.state == "ready":
@@ -176,6 +198,15 @@ class QueueMachine(RuleBasedStateMachine):
         assert depth.leased == sum(m.state == "leased" for m in self.model.values())
 
 
-QueueMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=30,
-                                          deadline=None)
-TestQueueModel = QueueMachine.TestCase
+SETTINGS = settings(max_examples=100, stateful_step_count=30, deadline=None)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_queue_model(kind: str, request: pytest.FixtureRequest) -> None:
+    target = "sqlite" if kind == "sqlite" else request.getfixturevalue("redis_url")
+
+    class Machine(QueueMachine):
+        pass
+
+    Machine.target = target
+    run_state_machine_as_test(Machine, settings=SETTINGS)

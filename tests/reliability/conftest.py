@@ -18,7 +18,7 @@ import signal
 import time
 from liteq import LiteQ
 
-app = LiteQ(__name__, broker="sqlite:///@DB@",
+app = LiteQ(__name__, broker="@BROKER@",
             broker_transport_options={"visibility_timeout": @LEASE@},
             task_max_deliveries=3)
 

@@ -1,4 +1,5 @@
-"""The SQLite transport's contract: ordering, leases, fencing, reaping, plans, contention."""
+"""What only the SQLite transport does: boots, file modes, locks, query plans, and the
+application's own transactions (the shared contract: test_contract.py)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,13 @@ import sqlite3
 import stat
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from liteq import OperationalError, _clock
+from liteq import OperationalError
 from liteq.messages import Message
-from liteq.transports.base import LostTaskPolicy, ResultRecord, Settlement
+from liteq.transports.base import LostTaskPolicy, ResultRecord
 from liteq.transports.sqlite import SQLiteTransport, queries
 
 LOST = ResultRecord("", "FAILURE", payload=b'"lost"')
@@ -36,142 +36,11 @@ def envelope(task_id: str, priority: int = 0, eta: float | None = None, queue: s
                    eta=eta, acks_late=acks_late).encode()
 
 
-def ids(deliveries) -> list[str]:
-    return [d.task_id for d in deliveries]
-
-
 def state_of(transport: SQLiteTransport, task_id: str) -> str | None:
     """Where a message is (a test-only scan: messages have no task id index)."""
     row = transport.database.conn.execute(
         "SELECT state FROM liteq_messages WHERE task_id = ?", (task_id,)).fetchone()
     return None if row is None else {0: "ready", 1: "leased", 2: "scheduled"}[row[0]]
-
-
-def test_claim_order_priority_then_eta_then_arrival(transport: SQLiteTransport) -> None:
-    now = time.time()
-    transport.publish([envelope("late-eta", eta=now - 1), envelope("a")])
-    transport.publish([envelope("hi", priority=9), envelope("b")])
-    transport.publish([envelope("early-eta", eta=now - 100), envelope("hi2", priority=9)])
-    claimed = transport.claim(["celery"], 10, "w", 30)
-    assert ids(claimed) == ["hi", "hi2", "early-eta", "late-eta", "a", "b"]
-    assert len({d.token for d in claimed}) == 6
-    assert all(d.deliveries == 1 for d in claimed)
-
-
-def test_claim_respects_the_limit_and_queues(transport: SQLiteTransport) -> None:
-    transport.publish([envelope(f"m{i}") for i in range(5)] + [envelope("other", queue="q2")])
-    assert ids(transport.claim(["celery"], 2, "w", 30)) == ["m0", "m1"]
-    assert ids(transport.claim(["q2", "celery"], 10, "w", 30)) == ["m2", "m3", "m4", "other"]
-    assert transport.claim(["celery", "q2"], 10, "w", 30) == []
-
-
-def test_scheduled_messages_wait_until_due(transport: SQLiteTransport) -> None:
-    transport.publish([envelope("soon", eta=time.time() + 0.3)])
-    assert state_of(transport, "soon") == "scheduled"
-    assert transport.claim(["celery"], 10, "w", 30) == []
-    eta = transport.next_eta(["celery"])
-    assert eta is not None and eta > time.time()
-    time.sleep(max(0, eta - time.time()) + 0.01)
-    assert ids(transport.claim(["celery"], 10, "w", 30)) == ["soon"]
-    assert state_of(transport, "soon") == "leased"
-
-
-def test_settle_is_fenced_by_the_lease_token(transport: SQLiteTransport) -> None:
-    transport.publish([envelope("x")])
-    (delivery,) = transport.claim(["celery"], 1, "w", 30)
-    forged = replace(delivery, token=delivery.token + 1)
-    result = ResultRecord("x", "SUCCESS", payload=b"3")
-    assert transport.settle([Settlement(forged, result)]) == [False]
-    assert transport.get_result("x") is None
-    assert transport.settle([Settlement(delivery, result)]) == [True]
-    assert transport.get_result("x").payload == b"3"
-    assert state_of(transport, "x") is None
-    assert transport.settle([Settlement(delivery, result)]) == [False]  # only once
-
-
-def test_a_late_ack_after_takeover_is_refused(transport: SQLiteTransport, monkeypatch) -> None:
-    transport.publish([envelope("x", acks_late=True)])
-    (first,) = transport.claim(["celery"], 1, "worker-a", 5)
-    clock = time.clock_gettime(time.CLOCK_BOOTTIME)
-    monkeypatch.setattr(_clock, "lease_clock", lambda: clock + 10)
-    report = transport.reap_expired(POLICY)
-    assert report.requeued == ["x"] and report.failed == []
-    (second,) = transport.claim(["celery"], 1, "worker-b", 30)
-    assert second.deliveries == 2
-    assert transport.extend_leases("worker-a", 30) == 0  # A cannot renew B's lease
-    late = ResultRecord("x", "SUCCESS", payload=b'"from A"')
-    assert transport.settle([Settlement(first, late)]) == [False]
-    assert transport.settle([Settlement(second, replace(late, payload=b'"from B"'))]) == [True]
-    assert transport.get_result("x").payload == b'"from B"'
-
-
-def test_reaping_without_acks_late_records_worker_lost(transport: SQLiteTransport,
-                                                        monkeypatch) -> None:
-    transport.publish([envelope("x")])
-    transport.claim(["celery"], 1, "w", 5)
-    clock = time.clock_gettime(time.CLOCK_BOOTTIME)
-    monkeypatch.setattr(_clock, "lease_clock", lambda: clock + 10)
-    assert transport.reap_expired(POLICY).failed == ["x"]
-    stored = transport.get_result("x")
-    assert stored.state == "FAILURE" and stored.payload == b'"lost"'
-    assert stored.task_name == "t.add"
-    assert state_of(transport, "x") is None
-
-
-def test_delivery_limit_ends_a_task_that_keeps_killing_its_worker(
-        transport: SQLiteTransport, monkeypatch) -> None:
-    transport.publish([envelope("poison", acks_late=True)])
-    base = time.clock_gettime(time.CLOCK_BOOTTIME)
-    for attempt in range(1, 4):
-        monkeypatch.setattr(_clock, "lease_clock", lambda a=attempt: base + 100 * a)
-        (delivery,) = transport.claim(["celery"], 1, "w", 5)
-        assert delivery.deliveries == attempt
-        monkeypatch.setattr(_clock, "lease_clock", lambda a=attempt: base + 100 * a + 50)
-        report = transport.reap_expired(POLICY)
-    assert report.failed == ["poison"]
-    assert transport.get_result("poison").payload == b'"exhausted"'
-
-
-def test_lose_applies_the_policy_now_and_release_does_not_count(
-        transport: SQLiteTransport) -> None:
-    transport.publish([envelope("a", acks_late=True), envelope("b"), envelope("c")])
-    a, b, c = transport.claim(["celery"], 3, "w", 30)
-    report = transport.lose([a, b], POLICY)
-    assert report.requeued == ["a"] and report.failed == ["b"]
-    assert transport.settle([Settlement(c, release=True)]) == [True]
-    again = transport.claim(["celery"], 3, "w", 30)
-    assert {d.task_id: d.deliveries for d in again} == {"a": 2, "c": 1}
-
-
-def test_interim_states_never_overwrite_a_final_one(transport: SQLiteTransport) -> None:
-    transport.store_results([ResultRecord("x", "SUCCESS", payload=b"1")])
-    assert transport.store_result(ResultRecord("x", "STARTED")) is True
-    assert transport.get_result("x").state == "SUCCESS"
-    transport.publish([envelope("y")])
-    (delivery,) = transport.claim(["celery"], 1, "w", 30)
-    assert transport.store_result(ResultRecord("y", "PROGRESS"), fence=delivery)
-    stale = replace(delivery, token=delivery.token ^ 1)
-    assert not transport.store_result(ResultRecord("y", "OTHER"), fence=stale)
-    assert transport.get_result("y").state == "PROGRESS"
-
-
-def test_results_expire(transport: SQLiteTransport) -> None:
-    old = ResultRecord("old", "SUCCESS", date_done=time.time() - 100, expires_in=10)
-    keep = ResultRecord("keep", "SUCCESS", expires_in=None)
-    fresh = ResultRecord("fresh", "SUCCESS", expires_in=3600)
-    transport.store_results([old, keep, fresh])
-    assert transport.expire_results() == 1
-    assert transport.get_result("old") is None
-    assert transport.get_result("keep") and transport.get_result("fresh")
-
-
-def test_depth_and_purge(transport: SQLiteTransport) -> None:
-    transport.publish([envelope("a"), envelope("b", eta=time.time() + 60), envelope("c")])
-    transport.claim(["celery"], 1, "w", 30)
-    depth = transport.depth()["celery"]
-    assert (depth.ready, depth.scheduled, depth.leased) == (1, 1, 1)
-    assert transport.purge() == 2
-    assert transport.depth()["celery"].total == 1
 
 
 def test_a_reboot_expires_old_leases(tmp_path: Path) -> None:

@@ -1,0 +1,373 @@
+"""The Lua scripts, one method each: pack the arguments, run the script, read the reply.
+
+Every change to liteq's data in Redis is one script, so it is atomic: Redis runs a
+script to its end before serving any other command, and AOF records its effects as one
+transaction. The scripts live in ``scripts/<name>.lua``; ``scripts/_lib.lua`` (shared
+helpers and the calling convention) is put in front of each when they are loaded.
+
+Key names come from :class:`~.keys.Keys`: each script starts with a prelude that
+defines them as Lua constants (so no script spells a name, and a call sends only its
+own arguments, which halves the bytes of a ``delay()``). Scripts therefore declare no
+KEYS, one reason Redis Cluster is not supported.
+
+What each script does, in one line:
+
+* ``publish``: store messages (ready, or scheduled until their eta) and wake workers;
+  a publish id makes a retried publish a no-op.
+* ``claim``: promote due scheduled messages, then lease the best ``limit`` ready ones
+  to a holder (token, delivery count, holder deadline); a claim id makes a retried
+  claim return the same messages.
+* ``settle``: per message, if the token still matches: delete it, store its result and
+  publish its follow-ups (or put it back uncounted, for a release); a settlement
+  retried after a lost reply is recognised (and accepted) by the token it left.
+* ``extend_leases``: push out the deadline of a worker's and its pool processes' leases.
+* ``heartbeat``: mark the worker alive, forget long-silent workers, extend leases.
+* ``reap``: requeue or fail the messages of every holder whose lease ran out.
+* ``lose``: the same, now, for given leases whose process died (token-checked).
+* ``release_worker``: put back, uncounted, what a dead pool process held.
+* ``purge``: delete the waiting messages of some or all queues.
+* ``store_state``: store an interim state, unless fenced out or a final one is stored.
+* ``store_results``: store final results (when results live apart from the broker).
+* ``beat_sync``: make the stored schedule match the code's.
+* ``beat_fire``: compare-and-set a beat entry's next run and publish its message.
+* ``revoke``: remember revoked task ids until their time is up.
+* ``forget_revoked``: drop revocations past their time.
+* ``take_token``: take a token from a shared rate-limit bucket, on the server's clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from liteq.messages import Envelope
+from liteq.transports.base import (
+    BeatEntry,
+    Delivery,
+    LeaseRef,
+    LostTaskPolicy,
+    ReapReport,
+    ResultRecord,
+    Revocation,
+    Settlement,
+)
+from liteq.transports.redis.keys import Keys
+
+NAMES = (
+    "publish", "claim", "settle", "extend_leases", "heartbeat", "reap", "lose",
+    "release_worker", "purge", "store_state", "store_results", "beat_sync", "beat_fire",
+    "revoke", "forget_revoked", "take_token",
+)
+
+
+class _Script:
+    """One script's source and its SHA-1 (what EVALSHA runs)."""
+
+    def __init__(self, name: str, text: str) -> None:
+        self.name = name
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+
+def _source(name: str) -> str:
+    folder = resources.files(__package__).joinpath("scripts")
+    return folder.joinpath(f"{name}.lua").read_text("utf-8")
+
+
+def _lua_string(text: str) -> str:
+    """A Lua string literal of ``text`` (any byte but letters and digits escaped)."""
+    plain = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_-."
+    return '"' + "".join(chr(b) if b in plain else f"\\{b:03d}" for b in text.encode()) + '"'
+
+
+def prelude(keys: Keys) -> str:
+    """The key names of ``keys`` as the Lua tables ``KEY`` and ``P`` (see _lib.lua)."""
+    fixed = {"seq": keys.seq, "queues": keys.queues, "leases": keys.leases,
+             "holders": keys.holders, "claims": keys.claims, "leased": keys.leased,
+             "inflight": keys.inflight, "workers": keys.workers,
+             "worker_info": keys.worker_info, "heartbeats": keys.heartbeats,
+             "beat": keys.beat, "revoked": keys.revoked,
+             "revoked_until": keys.revoked_until}
+    families = {"message": keys.message_prefix, "ready": keys.ready_prefix,
+                "scheduled": keys.scheduled_prefix, "held": keys.held_prefix,
+                "result": keys.result_prefix, "published": keys.publish_prefix,
+                "beat": keys.beat_prefix, "wake": keys.wake_prefix, "done": keys.done_prefix,
+                "settled": keys.settled_prefix, "ratelimit": keys.ratelimit_prefix}
+
+    def table(values: dict[str, str]) -> str:
+        return "{" + ", ".join(f"{k} = {_lua_string(v)}" for k, v in values.items()) + "}"
+
+    return f"-- key names (keys.py)\nlocal KEY = {table(fixed)}\nlocal P = {table(families)}\n"
+
+
+def load_scripts(keys: Keys) -> dict[str, _Script]:
+    """Every script, for the key names of ``keys``, with the shared library in front."""
+    head = f"{prelude(keys)}{_source('_lib')}"
+    return {name: _Script(name, f"{head}\n-- {name}.lua\n{_source(name)}") for name in NAMES}
+
+
+def _number(value: float | None) -> str:
+    """A float as text that converts back to the same float ('' for None)."""
+    return "" if value is None else repr(float(value))
+
+
+def pack_envelope(envelope: Envelope, now: float) -> list[Any]:
+    """The 13 arguments ``_lib.lua``'s ``read_envelope()`` reads.
+
+    The message id starts with run_at in microseconds (hex, fixed width), so ids sort by
+    run_at; the script appends the arrival counter.
+    """
+    eta = envelope.eta
+    run_at = eta if eta is not None else now
+    return [
+        f"{max(0, int(run_at * 1_000_000)):014x}",
+        str(-int(envelope.priority)),
+        envelope.task_id,
+        envelope.task_name,
+        envelope.queue,
+        str(int(envelope.priority)),
+        _number(run_at),
+        _number(envelope.expires),
+        "1" if envelope.acks_late else "0",
+        envelope.content_type,
+        envelope.header,
+        envelope.body,
+        "1" if eta is not None and eta > now else "0",
+    ]
+
+
+def _result_fields(record: ResultRecord) -> tuple[list[Any], list[str]]:
+    """Fields to set and fields to delete (None values) of a stored result.
+
+    ``extended`` None keeps what was stored before (as the SQLite transport does).
+    """
+    pairs: list[Any] = ["state", str(record.state), "content_type", record.content_type,
+                        "payload", record.payload, "retries", str(int(record.retries))]
+    deleted = []
+    optional = {"traceback": record.traceback, "task_name": record.task_name,
+                "worker": record.worker, "expires_in": _number(record.expires_in) or None}
+    for name, value in optional.items():
+        if value is None:
+            deleted.append(name)
+        else:
+            pairs += [name, value]
+    if record.extended is not None:
+        pairs += ["extended", record.extended]
+    return pairs, deleted
+
+
+def pack_result(record: ResultRecord, now: float) -> list[Any]:
+    """The arguments ``_lib.lua``'s ``read_result()`` reads: the TTL counts from
+    ``date_done`` (now when unset)."""
+    done = record.date_done or now
+    pairs, deleted = _result_fields(record)
+    pairs += ["date_done", _number(done)]
+    ttl = "" if record.expires_in is None else str(int((done + record.expires_in - now) * 1000))
+    return [record.task_id, str(len(pairs) // 2), *pairs, str(len(deleted)), *deleted, ttl]
+
+
+def pack_template(record: ResultRecord) -> list[Any]:
+    """A lost-task template: the script adds the task's name and ``date_done``."""
+    pairs, deleted = _result_fields(record)
+    deleted = [name for name in deleted if name != "task_name"]
+    ttl = "" if record.expires_in is None else str(int(record.expires_in * 1000))
+    return ["", str(len(pairs) // 2), *pairs, str(len(deleted)), *deleted, ttl]
+
+
+def pack_policy(policy: LostTaskPolicy) -> list[Any]:
+    return [str(policy.max_deliveries), *pack_template(policy.lost),
+            *pack_template(policy.exhausted)]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value in (None, b"", "") else float(value)
+
+
+def read_delivery(row: Sequence[Any]) -> Delivery:
+    """A claim reply row: id, token, deliveries, t, n, q, p, r, x, a, c, h, b, revoked."""
+    key, token, deliveries, task_id, name, queue, priority, run_at, expires, acks_late, \
+        content_type, header, body, revoked = row
+    return Delivery(
+        key=_text(key),
+        token=_text(token),
+        deliveries=int(deliveries),
+        envelope=Envelope(
+            task_id=_text(task_id), task_name=_text(name), queue=_text(queue),
+            priority=int(priority), eta=float(run_at), expires=_optional_float(expires),
+            acks_late=acks_late == b"1", content_type=_text(content_type),
+            header=bytes(header), body=bytes(body),
+        ),
+        revoked=revoked == b"1",
+    )
+
+
+def read_result(task_id: str, fields: dict[bytes, bytes]) -> ResultRecord | None:
+    """A result HASH as a record (None when there is none)."""
+    if not fields or b"state" not in fields:
+        return None
+    get = fields.get
+    traceback, name, worker = get(b"traceback"), get(b"task_name"), get(b"worker")
+    return ResultRecord(
+        task_id=task_id,
+        state=_text(fields[b"state"]),
+        content_type=_text(get(b"content_type", b"application/json")),
+        payload=get(b"payload") or b"null",
+        traceback=None if traceback is None else _text(traceback),
+        date_done=float(get(b"date_done") or 0.0),
+        task_name=None if name is None else _text(name),
+        worker=None if worker is None else _text(worker),
+        retries=int(get(b"retries") or 0),
+        extended=get(b"extended"),
+        expires_in=_optional_float(get(b"expires_in")),
+    )
+
+
+def _report(reply: Sequence[Any]) -> ReapReport:
+    requeued, failed = reply
+    return ReapReport(requeued=[_text(t) for t in requeued], failed=[_text(t) for t in failed])
+
+
+class Scripts:
+    """liteq's Lua scripts bound to one key layout; each method takes the client to
+    run on (the transport's, which retries a lost connection around the call)."""
+
+    def __init__(self, keys: Keys) -> None:
+        self._scripts = load_scripts(keys)
+
+    def _run(self, client: Any, name: str, args: Sequence[Any]) -> Any:
+        script = self._scripts[name]
+        try:
+            return client.evalsha(script.sha, 0, *args)
+        except NoScriptError:  # a restarted (or another) server: load it, once
+            client.script_load(script.text)
+            return client.evalsha(script.sha, 0, *args)
+
+    # -- messages --------------------------------------------------------------------
+
+    def publish(self, client: Any, envelopes: Sequence[Envelope], now: float,
+                publish_id: str, marker_ms: int) -> int:
+        args: list[Any] = [publish_id, str(marker_ms), str(len(envelopes))]
+        for envelope in envelopes:
+            args += pack_envelope(envelope, now)
+        return int(self._run(client, "publish", args))
+
+    def claim(self, client: Any, queues: Sequence[str], limit: int, holder: str,
+              lease_seconds: float, clock: float | None, now: float, claim_id: str,
+              budget: int) -> list[Delivery]:
+        args = [holder, str(limit), _number(lease_seconds), _number(clock), _number(now),
+                claim_id, str(budget), str(len(queues)), *queues]
+        return [read_delivery(row) for row in self._run(client, "claim", args)]
+
+    def settle(self, client: Any, settlements: Sequence[Settlement], now: float,
+               marker_ms: int, retry: bool) -> list[bool]:
+        args: list[Any] = [str(marker_ms), "1" if retry else "0", str(len(settlements))]
+        for settlement in settlements:
+            lease = settlement.delivery
+            args += [str(lease.key), str(lease.token), "1" if settlement.release else "0",
+                     _number(settlement.release_at) if settlement.release else ""]
+            if settlement.result is not None and not settlement.release:
+                args += ["1", *pack_result(settlement.result, now)]
+            else:
+                args.append("0")
+            follow = () if settlement.release else settlement.publish
+            args.append(str(len(follow)))
+            for envelope in follow:
+                args += pack_envelope(envelope, now)
+        return [bool(flag) for flag in self._run(client, "settle", args)]
+
+    def extend_leases(self, client: Any, worker_id: str, lease_seconds: float,
+                      clock: float | None) -> int:
+        args = [worker_id, _number(lease_seconds), _number(clock)]
+        return int(self._run(client, "extend_leases", args))
+
+    def heartbeat(self, client: Any, worker_id: str, now: float, info: str,
+                  stale_before: float, lease_seconds: float, clock: float | None) -> int:
+        args = [worker_id, _number(now), info, _number(stale_before), _number(lease_seconds),
+                _number(clock)]
+        return int(self._run(client, "heartbeat", args))
+
+    def reap(self, client: Any, clock: float | None, now: float,
+             policy: LostTaskPolicy) -> ReapReport:
+        args = [_number(clock), _number(now), *pack_policy(policy)]
+        return _report(self._run(client, "reap", args))
+
+    def lose(self, client: Any, leases: Sequence[LeaseRef | Delivery], policy: LostTaskPolicy,
+             now: float) -> ReapReport:
+        args: list[Any] = [_number(now), *pack_policy(policy), str(len(leases))]
+        for lease in leases:
+            args += [str(lease.key), str(lease.token)]
+        return _report(self._run(client, "lose", args))
+
+    def release_worker(self, client: Any, holder: str) -> int:
+        return int(self._run(client, "release_worker", [holder]))
+
+    def purge(self, client: Any, queues: Sequence[str]) -> int:
+        return int(self._run(client, "purge", [str(len(queues)), *queues]))
+
+    # -- results ---------------------------------------------------------------------
+
+    def store_state(self, client: Any, record: ResultRecord, fence: Delivery | None,
+                    now: float) -> bool:
+        fenced = ["", ""] if fence is None else [str(fence.key), str(fence.token)]
+        return bool(self._run(client, "store_state", [*fenced, *pack_result(record, now)]))
+
+    def store_results(self, client: Any, records: Sequence[ResultRecord], now: float) -> None:
+        args: list[Any] = [str(len(records))]
+        for record in records:
+            args += pack_result(record, now)
+        self._run(client, "store_results", args)
+
+    # -- beat ------------------------------------------------------------------------
+
+    def beat_sync(self, client: Any, entries: Sequence[BeatEntry]) -> None:
+        args: list[Any] = [str(len(entries))]
+        for entry in entries:
+            args += [entry.name, entry.definition, entry.schedule, _number(entry.next_run_at)]
+        self._run(client, "beat_sync", args)
+
+    def beat_fire(self, client: Any, name: str, expected_next: float, next_run_at: float,
+                  fired_at: float | None, envelope: Envelope | None, now: float) -> bool:
+        args: list[Any] = [name, _number(expected_next), _number(next_run_at),
+                           _number(fired_at)]
+        if envelope is None:
+            args.append("0")
+        else:
+            args += ["1", *pack_envelope(envelope, now)]
+        return bool(self._run(client, "beat_fire", args))
+
+
+    # -- control and rate limits -----------------------------------------------------
+
+    def revoke(self, client: Any, revocations: Sequence[Revocation], until: float | None,
+               now: float) -> None:
+        args: list[Any] = [_number(until), _number(now), str(len(revocations))]
+        for revocation in revocations:
+            args += [revocation.task_id, json.dumps([revocation.terminate, revocation.signal])]
+        self._run(client, "revoke", args)
+
+    def forget_revoked(self, client: Any, now: float) -> int:
+        return int(self._run(client, "forget_revoked", [_number(now)]))
+
+    def take_token(self, client: Any, key: str, rate: float, capacity: float,
+                   clock: float | None) -> float:
+        args = [key, _number(rate), _number(capacity), _number(clock)]
+        return float(self._run(client, "take_token", args))
+
+
+def read_revocation(task_id: str, value: bytes | str) -> Revocation:
+    """A stored revocation (json ``[terminate, signal]``)."""
+    terminate, signal = json.loads(value)
+    return Revocation(task_id, bool(terminate), signal)
+
+
+__all__ = ["NAMES", "Scripts", "load_scripts", "pack_envelope", "pack_result",
+           "read_delivery", "read_result", "read_revocation"]
