@@ -213,6 +213,21 @@ def test_release_worker_returns_what_a_dead_pool_process_held(transport: Transpo
     assert ids(again) == ["a", "b"] and all(d.deliveries == 1 for d in again)
 
 
+def test_settle_and_claim_is_settle_then_claim(transport: Transport) -> None:
+    transport.publish([envelope("a"), envelope("b"), envelope("c")])
+    a, b = transport.claim(["celery"], 2, "w", 30)
+    follow_up = envelope("d", priority=9)
+    accepted, claimed = transport.settle_and_claim(
+        [Settlement(a, ResultRecord("a", "SUCCESS", payload=b"3"), publish=(follow_up,)),
+         Settlement(replace(b, token=forged(b.token)))], ["celery"], 5, "w", 30)
+    assert accepted == [True, False]
+    assert ids(claimed) == ["d", "c"]  # the follow-up it published is claimable at once
+    assert transport.get_result("a").payload == b"3"
+    assert state_of(transport, "a") is None and state_of(transport, "b") == "leased"
+    assert transport.settle_and_claim([], ["celery"], 5, "w", 30) == ([], [])
+    assert transport.settle_and_claim([Settlement(b)], ["celery"], 0, "w", 30) == ([True], [])
+
+
 def test_a_release_until_waits_as_scheduled_and_does_not_count(transport: Transport) -> None:
     transport.publish([envelope("limited"), envelope("other")])
     limited, _ = transport.claim(["celery"], 2, "w", 30)

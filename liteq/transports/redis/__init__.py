@@ -205,6 +205,21 @@ class RedisTransport(Transport):
             client, settlements, wall(), self._marker_ms, next(calls) > 0))
         return accepted
 
+    def settle_and_claim(
+        self, settlements: Sequence[Settlement], queues: Sequence[str], limit: int,
+        worker_id: str, lease_seconds: float,
+    ) -> tuple[list[bool], list[Delivery]]:
+        if not settlements or limit <= 0 or not queues:
+            return super().settle_and_claim(settlements, queues, limit, worker_id,
+                                            lease_seconds)
+        wanted = list(dict.fromkeys(queues))
+        calls, claim_id = itertools.count(), secrets.token_hex(8)
+        result: tuple[list[bool], list[Delivery]] = self._run(
+            lambda client: self._scripts.settle_and_claim(
+                client, settlements, wall(), self._marker_ms, next(calls) > 0, wanted, limit,
+                worker_id, lease_seconds, lease_clock(), claim_id, PROMOTE_BUDGET))
+        return result
+
     def extend_leases(self, worker_id: str, lease_seconds: float) -> int:
         return int(self._run(lambda client: self._scripts.extend_leases(
             client, worker_id, lease_seconds, lease_clock())))

@@ -105,10 +105,21 @@ def prelude(keys: Keys) -> str:
     return f"-- key names (keys.py)\nlocal KEY = {table(fixed)}\nlocal P = {table(families)}\n"
 
 
+#: Scripts made of others, run one after the other in one call (each reads its own
+#: arguments in turn): the worker loop's settle-then-claim is one round trip.
+COMPOSED = {"settle_and_claim": ("settle", "claim")}
+
+
 def load_scripts(keys: Keys) -> dict[str, _Script]:
     """Every script, for the key names of ``keys``, with the shared library in front."""
     head = f"{prelude(keys)}{_source('_lib')}"
-    return {name: _Script(name, f"{head}\n-- {name}.lua\n{_source(name)}") for name in NAMES}
+    scripts = {name: _Script(name, f"{head}\n-- {name}.lua\n{_source(name)}") for name in NAMES}
+    for name, parts in COMPOSED.items():
+        bodies = "".join(f"\nlocal function {part}_body()\n-- {part}.lua\n{_source(part)}\nend\n"
+                         for part in parts)
+        calls = ", ".join(f"{part}_body()" for part in parts)
+        scripts[name] = _Script(name, f"{head}{bodies}\nreturn {{{calls}}}\n")
+    return scripts
 
 
 def _number(value: float | None) -> str:
@@ -263,12 +274,34 @@ class Scripts:
     def claim(self, client: Any, queues: Sequence[str], limit: int, holder: str,
               lease_seconds: float, clock: float | None, now: float, claim_id: str,
               budget: int) -> list[Delivery]:
-        args = [holder, str(limit), _number(lease_seconds), _number(clock), _number(now),
-                claim_id, str(budget), str(len(queues)), *queues]
+        args = self._claim_args(queues, limit, holder, lease_seconds, clock, now, claim_id,
+                                budget)
         return [read_delivery(row) for row in self._run(client, "claim", args)]
 
     def settle(self, client: Any, settlements: Sequence[Settlement], now: float,
                marker_ms: int, retry: bool) -> list[bool]:
+        args = self._settle_args(settlements, now, marker_ms, retry)
+        return [bool(flag) for flag in self._run(client, "settle", args)]
+
+    def settle_and_claim(self, client: Any, settlements: Sequence[Settlement], now: float,
+                         marker_ms: int, retry: bool, queues: Sequence[str], limit: int,
+                         holder: str, lease_seconds: float, clock: float | None,
+                         claim_id: str, budget: int) -> tuple[list[bool], list[Delivery]]:
+        args = [*self._settle_args(settlements, now, marker_ms, retry),
+                *self._claim_args(queues, limit, holder, lease_seconds, clock, now, claim_id,
+                                  budget)]
+        accepted, rows = self._run(client, "settle_and_claim", args)
+        return [bool(flag) for flag in accepted], [read_delivery(row) for row in rows]
+
+    @staticmethod
+    def _claim_args(queues: Sequence[str], limit: int, holder: str, lease_seconds: float,
+                    clock: float | None, now: float, claim_id: str, budget: int) -> list[Any]:
+        return [holder, str(limit), _number(lease_seconds), _number(clock), _number(now),
+                claim_id, str(budget), str(len(queues)), *queues]
+
+    @staticmethod
+    def _settle_args(settlements: Sequence[Settlement], now: float, marker_ms: int,
+                     retry: bool) -> list[Any]:
         args: list[Any] = [str(marker_ms), "1" if retry else "0", str(len(settlements))]
         for settlement in settlements:
             lease = settlement.delivery
@@ -282,7 +315,7 @@ class Scripts:
             args.append(str(len(follow)))
             for envelope in follow:
                 args += pack_envelope(envelope, now)
-        return [bool(flag) for flag in self._run(client, "settle", args)]
+        return args
 
     def extend_leases(self, client: Any, worker_id: str, lease_seconds: float,
                       clock: float | None) -> int:
