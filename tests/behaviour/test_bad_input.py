@@ -39,7 +39,7 @@ def test_wrong_arguments_fail_at_delay(project: Project) -> None:
         tasks.add.apply_async("12")
     with pytest.raises(TypeError, match="kwargs must be a dict"):
         tasks.add.apply_async((1, 2), [("y", 2)])
-    with pytest.raises(TypeError, match="unexpected option.*countdwn"):
+    with pytest.raises(TypeError, match=r"unexpected option.*countdwn"):
         tasks.add.apply_async((1, 2), countdwn=5)
     assert tasks.app.broker.depth() == {}
 
@@ -83,7 +83,7 @@ def test_bad_messages_become_failures_and_the_worker_goes_on(project: Project) -
         error = res.get(timeout=10, propagate=False)
         assert res.state == "FAILURE", case
         assert expected[case] in str(error), (case, error)
-    with pytest.raises(liteq.NotRegistered, match="no.such.task"):
+    with pytest.raises(liteq.NotRegistered, match=r"no\.such\.task"):
         unknown.get(timeout=10)
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from itertools import pairwise
 
 import pytest
 
@@ -66,7 +67,7 @@ def test_three_beats_killed_and_restarted_fire_each_tick_once(project: Project) 
     ticks = _ticks(log)
     assert len(ticks) == len(set(ticks)), "a tick fired twice"
     ordered = sorted(ticks)
-    gaps = [b - a for a, b in zip(ordered, ordered[1:])]
+    gaps = [b - a for a, b in pairwise(ordered)]
     assert all(abs(gap - 1.0) < 1e-6 for gap in gaps), gaps  # no tick missed either
     (entry,) = tasks.app.broker.beat_entries()
     assert entry.total_run_count >= len(ticks)

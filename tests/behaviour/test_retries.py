@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from itertools import pairwise
 
 import pytest
 
@@ -83,7 +84,7 @@ def test_retry_until_success_counts_retries(project: Project) -> None:
     assert res.retries == 2
     stamps = _times(project, tasks, "flaky")
     assert len(stamps) == 3
-    assert all(b - a >= 0.15 for a, b in zip(stamps, stamps[1:]))  # default_retry_delay
+    assert all(b - a >= 0.15 for a, b in pairwise(stamps))  # default_retry_delay
 
 
 def test_past_max_retries_the_original_exception_stands(project: Project) -> None:
@@ -116,30 +117,30 @@ def test_autoretry_with_backoff(project: Project) -> None:
     project.worker()
     assert tasks.auto.delay(3).get(timeout=30) == 3
     stamps = _times(project, tasks, "auto")
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in pairwise(stamps)]
     assert gaps[0] >= 0.09 and gaps[1] >= 0.19  # 0.1 * 2**retries
 
 
 def test_hooks_annotations_and_signal_order_eagerly(tmp_path) -> None:  # type: ignore[no-untyped-def]
     events: list[str] = []
 
-    def on_failure_everywhere(self, exc, task_id, args, kwargs, einfo):  # noqa: ANN001
+    def on_failure_everywhere(self, exc, task_id, args, kwargs, einfo):
         events.append(f"annotation on_failure {type(exc).__name__}")
 
     app = LiteQ("hooks", broker=str(tmp_path / "h.db"), task_always_eager=True,
                 CELERY_ANNOTATIONS={"*": {"on_failure": on_failure_everywhere}})
 
     class Hooked(liteq.Task):
-        def before_start(self, task_id, args, kwargs):  # noqa: ANN001
+        def before_start(self, task_id, args, kwargs):
             events.append("before_start")
 
-        def on_success(self, retval, task_id, args, kwargs):  # noqa: ANN001
+        def on_success(self, retval, task_id, args, kwargs):
             events.append(f"on_success {retval}")
 
-        def on_retry(self, exc, task_id, args, kwargs, einfo):  # noqa: ANN001
+        def on_retry(self, exc, task_id, args, kwargs, einfo):
             events.append("on_retry")
 
-        def after_return(self, status, retval, task_id, args, kwargs, einfo):  # noqa: ANN001
+        def after_return(self, status, retval, task_id, args, kwargs, einfo):
             events.append(f"after_return {status}")
 
     @app.task(base=Hooked, bind=True, max_retries=1)

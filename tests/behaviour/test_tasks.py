@@ -36,9 +36,9 @@ def test_decorator_forms_and_names(tmp_path) -> None:
     assert bound(1) == ("explicit", 1)
     assert app.tasks["explicit"] is bound
     assert repr(bound) == "<@task: explicit>"
-    with pytest.raises(liteq.ImproperlyConfigured, match="unknown task option.*'retries_max'"):
+    with pytest.raises(liteq.ImproperlyConfigured, match=r"unknown task option.*'retries_max'"):
         app.task(retries_max=3)(lambda: None)
-    with pytest.raises(liteq.ImproperlyConfigured, match="subclass of liteq.Task"):
+    with pytest.raises(liteq.ImproperlyConfigured, match=r"subclass of liteq\.Task"):
         app.task(base=object)(lambda: None)
     with pytest.raises(liteq.NotRegistered):
         _ = app.tasks["nope"]

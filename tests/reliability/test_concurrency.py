@@ -81,7 +81,7 @@ def test_eight_producers_and_two_workers(project: Project) -> None:
         for n in range(8)
     ]
     for producer in producers:
-        out, err = producer.communicate(timeout=300)
+        _, err = producer.communicate(timeout=300)
         assert producer.returncode == 0, err
         assert "locked" not in err and "Traceback" not in err
     ids = [line for n in range(8) for line in (project.root / f"ids-{n}").read_text().split()]

@@ -63,7 +63,8 @@ def test_whole_worker_killed_mid_task(project: Project, acks_late: bool) -> None
     for process in victims:  # the children die with their parent (PDEATHSIG)
         wait_for(lambda p=process: not p.is_running() or p.status() == "zombie", 10)
     assert res.state == "RECEIVED"  # leased by a dead worker, not lost
-    project.worker("-c", "1", *app(tasks), pool="prefork", database="")  # another worker reaps the expired lease
+    # another worker reaps the expired lease
+    project.worker("-c", "1", *app(tasks), pool="prefork", database="")
     if acks_late:
         assert isinstance(res.get(timeout=30), int)
         assert starts(log)[res.id] == 2

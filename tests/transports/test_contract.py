@@ -14,8 +14,8 @@ import pytest
 
 from liteq.transports.base import (
     BeatEntry,
-    LostTaskPolicy,
     InFlight,
+    LostTaskPolicy,
     QueueDepth,
     ResultRecord,
     Revocation,

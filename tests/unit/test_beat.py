@@ -131,7 +131,7 @@ def test_add_periodic_task_in_on_after_configure(tmp_path: Path) -> None:
     clock.now += 30
     beat.tick()
     assert queued(app) == 2
-    assert [r["name"] for r in describe(app, now=clock.now)][0] in stored
+    assert next(r["name"] for r in describe(app, now=clock.now)) in stored
     assert drain(app) == 2
 
 

@@ -73,7 +73,7 @@ def test_unknown_keyword_to_the_app_warns() -> None:
 
 def test_config_from_object_module_with_helpers_and_django_settings() -> None:
     module = types.ModuleType("celeryconfig")
-    exec(  # noqa: S102 - building a config module
+    exec(
         "from datetime import timedelta\n"
         "def my_on_failure(self, exc, task_id, args, kwargs, einfo): pass\n"
         "BROKER_URL = 'sqlite:///cfg.db'\n"
