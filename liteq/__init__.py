@@ -15,8 +15,9 @@ from typing import Any
 from liteq import signals, states
 from liteq._state import current_app as _current_app
 from liteq.app import Celery, LiteQ
-from liteq.canvas import Signature, chain, group, maybe_signature, signature, subtask
+from liteq.canvas import Signature, chain, chord, group, maybe_signature, signature, subtask
 from liteq.exceptions import (
+    ChordError,
     ConfigurationError,
     ContentDisallowed,
     DecodeError,
@@ -86,6 +87,7 @@ def shared_task(*args: Any, **options: Any) -> Any:
 __all__ = [
     "AsyncResult",
     "Celery",
+    "ChordError",
     "ConfigurationError",
     "ContentDisallowed",
     "DecodeError",
@@ -117,6 +119,7 @@ __all__ = [
     "WorkerLostError",
     "__version__",
     "chain",
+    "chord",
     "crontab",
     "current_app",
     "group",

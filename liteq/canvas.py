@@ -1,23 +1,40 @@
-"""Signatures and the canvas: ``add.s(2, 2)``, ``chain(a.s(), b.s())``, ``group(...)``.
+"""Signatures and the canvas: ``add.s(2, 2)``, ``chain(a.s(), b.s())``, ``group(...)``,
+``chord(header)(body)``.
 
 A :class:`Signature` is a ``dict`` (task name, args, kwargs, options), as in Celery, so
 it can travel inside messages. A chain's later steps ride along in the first message
 and are published by the worker in the same transaction that stores each step's
 result; a group is published in one transaction.
+
+A chord's header is a group whose messages carry the body. When a header task ends
+(stored as SUCCESS, FAILURE or REVOKED), the worker publishes a small
+``liteq.chord_unlock`` message in the same transaction as the result; the unlock counts
+the task in the result store (:meth:`Transport.chord_part_done`), and the one that
+completes the count sends the body with the header's results in order, or records the
+body as FAILURE with :class:`ChordError` when one of them failed. No process waits or
+polls for a chord.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from liteq import _state
-from liteq.exceptions import ImproperlyConfigured
-from liteq.result import AsyncResult, GroupResult
+from liteq.exceptions import ChordError, EncodeError, ImproperlyConfigured, OperationalError
+from liteq.result import AsyncResult, EagerResult, GroupResult, exception_info
+from liteq.states import FAILURE, SUCCESS
 
 if TYPE_CHECKING:
     from liteq.app import LiteQ
+
+logger = logging.getLogger(__name__)
+
+#: The task that counts a finished header task and sends a chord's body (see above).
+CHORD_UNLOCK = "liteq.chord_unlock"
 
 
 class Signature(dict[str, Any]):
@@ -199,8 +216,9 @@ class Signature(dict[str, Any]):
         return f"{self.task}({args}){'!' if self.immutable else ''}"
 
 
-def signature(varies: Any, *args: Any, **kwargs: Any) -> Signature:
-    """A signature from a task name, a task, a signature or a dict.
+def signature(varies: Any, *args: Any, app: LiteQ | None = None, **kwargs: Any) -> Signature:
+    """A signature from a task name, a task, a signature or a dict (one that travelled
+    in a message becomes a chain, group or chord again).
 
     Example:
         >>> signature("tasks.add", args=(2, 2), countdown=10)
@@ -210,12 +228,22 @@ def signature(varies: Any, *args: Any, **kwargs: Any) -> Signature:
         if isinstance(varies, Signature):
             return varies
         subtask_type = varies.get("subtask_type")
+        options = varies.get("options") or {}
         if subtask_type == "chain":
-            return chain(*[signature(t) for t in varies["kwargs"]["tasks"]])
+            return chain(*[signature(t, app=app) for t in varies["kwargs"]["tasks"]],
+                         app=app, **options)
         if subtask_type == "group":
-            return group(*[signature(t) for t in varies["kwargs"]["tasks"]])
-        return Signature(varies)
-    return Signature(varies, *args, **kwargs)
+            return group(*[signature(t, app=app) for t in varies["kwargs"]["tasks"]],
+                         app=app, **options)
+        if subtask_type == "chord":
+            body = varies["kwargs"].get("body")
+            return chord([signature(t, app=app) for t in varies["kwargs"]["header"]],
+                         signature(body, app=app) if body is not None else None,
+                         app=app, **options)
+        return Signature(varies, app=app)
+    sig = Signature(varies, *args, **kwargs)
+    sig._app = app or sig._app
+    return sig
 
 
 maybe_signature = signature
@@ -233,9 +261,7 @@ class chain(Signature):
     def __init__(self, *tasks: Any, app: LiteQ | None = None, **options: Any) -> None:
         if len(tasks) == 1 and not isinstance(tasks[0], Mapping):
             tasks = tuple(tasks[0])
-        steps = [signature(t) for t in tasks]
-        if any(isinstance(step, group) for step in steps):
-            raise ImproperlyConfigured("a group inside a chain (a chord) is not supported yet")
+        steps = _upgrade_groups([signature(t) for t in tasks])
         super().__init__("liteq.chain", (), {"tasks": steps}, options, subtask_type="chain",
                          app=app or next((s._app for s in steps if s._app), None))
 
@@ -247,15 +273,21 @@ class chain(Signature):
         self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> AsyncResult[Any]:
-        steps = [step.clone() for step in self.tasks]
+        steps = [_copy(step) for step in self.tasks]
         if not steps:
             raise ImproperlyConfigured("an empty chain has nothing to run")
-        for step in steps:
-            step.freeze()
         first, rest = steps[0], steps[1:]
+        merged = {**self.options, **options}
+        if isinstance(first, group):  # a chain of one group is that group
+            return first.apply_async(args, kwargs, **merged)  # type: ignore[return-value]
+        for step in rest:
+            step.freeze()
+        if isinstance(first, chord):  # a group led the chain: the rest follows its body
+            return first.apply_async(args, kwargs, body=_chained(first.body, rest), **merged)
+        first.freeze()
         if rest:
             first.options["chain"] = [dict(step) for step in rest]
-        first.apply_async(args, kwargs, **{**self.options, **options})
+        first.apply_async(args, kwargs, **merged)
         return AsyncResult(steps[-1].id or "", self.app, steps[-1].task)
 
     def apply(
@@ -347,4 +379,236 @@ class group(Signature):
         return f"group([{', '.join(repr(step) for step in self.tasks)}])"
 
 
-__all__ = ["Signature", "chain", "group", "maybe_signature", "signature", "subtask"]
+class chord(Signature):
+    """A group whose results, in header order, are passed to one more task (the body)
+    once every task of the header has finished.
+
+    The body runs once. When a header task fails or is revoked, the body does not run:
+    its result is FAILURE with :class:`~liteq.exceptions.ChordError`, and its
+    ``link_error`` callbacks are sent.
+
+    Example:
+        >>> chord(add.s(i, i) for i in range(10))(tsum.s()).get(timeout=10)  # doctest: +SKIP
+        90
+        >>> (group(add.s(i, i) for i in range(10)) | tsum.s())().get(timeout=10)  # doctest: +SKIP
+        90
+    """
+
+    def __init__(self, header: Any, body: Any = None, app: LiteQ | None = None,
+                 **options: Any) -> None:
+        if isinstance(header, group):
+            steps = header.tasks
+        else:
+            steps = [signature(step) for step in
+                     ([header] if isinstance(header, Mapping) else header)]
+        for step in steps:
+            if step.get("subtask_type") in ("chain", "group", "chord"):
+                raise ImproperlyConfigured(
+                    f"a chord's header takes task signatures, not a {step['subtask_type']} "
+                    f"({step!r})"
+                )
+        body = signature(body) if body is not None else None
+        super().__init__("liteq.chord", (), {"header": steps, "body": body}, options,
+                         subtask_type="chord",
+                         app=app or next((s._app for s in [*steps, body] if s and s._app), None))
+
+    @property
+    def header(self) -> list[Signature]:
+        return list(self["kwargs"]["header"])
+
+    @property
+    def body(self) -> Signature | None:
+        body = self["kwargs"].get("body")
+        return None if body is None else signature(body)
+
+    # A chord's result is its body's (an AsyncResult whose ``parent`` is the header's
+    # GroupResult), as in Celery.
+    def apply_async(
+        self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+        body: Any = None, **options: Any,
+    ) -> AsyncResult[Any]:
+        body = signature(body) if body is not None else self.body
+        if body is None:
+            raise ImproperlyConfigured(
+                "a chord needs a body: chord(header)(callback) or chord(header, callback)"
+            )
+        app = self.app
+        if app.conf.task_always_eager:
+            return self.apply(args, kwargs, body=body, **options)
+        body = _copy(body)
+        result = _freeze(body, options.pop("task_id", None))
+        group_id = options.pop("group_id", None) or str(uuid.uuid4())
+        extra = {**self.options, **options}
+        steps = [step.clone(args, kwargs, **extra) for step in self.header]
+        if not steps:  # nothing to wait for: the body gets an empty list now, as in Celery
+            body.apply_async(([],))
+            result.parent = GroupResult(group_id, [], app=app)
+            return result
+        spec = {"id": group_id, "size": len(steps), "body": dict(body)}
+        # Header tasks always store their results: the body is made of them.
+        messages = [app.build_message(step.task, step.args, step.kwargs, task=step.type,
+                                      **{**step.options, "group_id": group_id,
+                                         "group_index": index, "chord": spec,
+                                         "ignore_result": False})
+                    for index, step in enumerate(steps)]
+        app.publish(messages)
+        result.parent = GroupResult(group_id, [AsyncResult(m.id, app, m.task) for m in messages],
+                                    app=app)
+        return result
+
+    def apply(
+        self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+        body: Any = None, **options: Any,
+    ) -> AsyncResult[Any]:
+        """Run the header and then the body here and now (eager)."""
+        body = signature(body) if body is not None else self.body
+        if body is None:
+            raise ImproperlyConfigured("a chord needs a body: chord(header, callback)")
+        header = group(*self.header, app=self._app).apply(args, kwargs, **options)
+        for member in header:
+            if not member.successful():
+                error = _dependency_error(member)
+                last = body.tasks[-1] if isinstance(body, chain) else body
+                result: AsyncResult[Any] = EagerResult(
+                    last.id or str(uuid.uuid4()), error, FAILURE,
+                    f"{type(error).__name__}: {error}", app=self._app, task_name=last.task)
+                break
+        else:
+            result = body.apply(([member.get(disable_sync_subtasks=False) for member in header],))
+        result.parent = header
+        return result
+
+    def __call__(self, body: Any = None, **options: Any) -> AsyncResult[Any]:
+        return self.apply_async(body=body, **options)
+
+    def __or__(self, other: Any) -> chain:  # type: ignore[override]
+        return chain(self, other)
+
+    def __repr__(self) -> str:
+        header = ", ".join(repr(step) for step in self.header)
+        return f"chord([{header}], {self.body!r})"
+
+
+def _upgrade_groups(steps: list[Signature]) -> list[Signature]:
+    """A chain's group followed by another step becomes a chord (as in Celery)."""
+    upgraded: list[Signature] = []
+    for index, step in enumerate(steps):
+        if isinstance(step, group):
+            if index + 1 == len(steps):
+                if index == 0:  # a chain of just a group
+                    upgraded.append(step)
+                    continue
+                raise ImproperlyConfigured(
+                    "a group can end a chain only on its own; add a step after it (a chord) "
+                    "or send it from a task"
+                )
+            step = chord(step.tasks, app=step._app)
+        if isinstance(step, chord) and index > 0:
+            raise ImproperlyConfigured(
+                "a group or chord runs only at the start of a chain: send it from a task "
+                "of the chain instead"
+            )
+        upgraded.append(step)
+    if len(upgraded) > 1 and isinstance(upgraded[0], chord) and upgraded[0].body is None:
+        first = chord(upgraded[0].header, upgraded[1], app=upgraded[0]._app,
+                      **upgraded[0].options)
+        upgraded = [first, *upgraded[2:]]
+    return upgraded
+
+
+def _copy(sig: Signature) -> Signature:
+    """A copy to freeze and send, keeping what kind of signature it is."""
+    if isinstance(sig, chain):
+        return chain(*[_copy(step) for step in sig.tasks], app=sig._app, **sig.options)
+    if isinstance(sig, group):
+        return group(*[step.clone() for step in sig.tasks], app=sig._app, **sig.options)
+    if isinstance(sig, chord):
+        return chord([step.clone() for step in sig.header],
+                     _copy(sig.body) if sig.body is not None else None, app=sig._app,
+                     **sig.options)
+    return sig.clone()
+
+
+def _freeze(body: Signature, task_id: str | None) -> AsyncResult[Any]:
+    """Fix the ids of a chord's body now; the result is its last task's."""
+    steps = body.tasks if isinstance(body, chain) else [body]
+    for step in steps[:-1]:
+        step.freeze()
+    return steps[-1].freeze(task_id)
+
+
+def _chained(body: Signature | None, rest: list[Signature]) -> Signature:
+    if body is None:
+        raise ImproperlyConfigured("a chord needs a body")
+    return chain(body, *rest) if rest else body
+
+
+def _dependency_error(member: AsyncResult[Any]) -> ChordError:
+    state = member.state
+    if state == FAILURE or state == "REVOKED":
+        exc = member.result
+        return ChordError(f"Dependency {member.id} raised {exc!r}")
+    return ChordError(f"Dependency {member.id} has no result ({state})")
+
+
+def unlock_chord(app: LiteQ, spec: Mapping[str, Any], member_id: str, index: int) -> None:
+    """Count header task ``member_id`` of the chord ``spec``; the one that completes it
+    sends the body, or records it as failed (the ``liteq.chord_unlock`` task)."""
+    members = app.backend.chord_part_done(str(spec["id"]), member_id, int(index),
+                                          int(spec["size"]), app.result_expires)
+    if members is None:
+        return
+    body = signature(spec["body"], app=app)
+    results: list[AsyncResult[Any]] = [AsyncResult(task_id, app) for task_id in members]
+    for member in results:
+        if member.state != SUCCESS:
+            _fail_body(app, body, _dependency_error(member))
+            return
+    values = [member.get(disable_sync_subtasks=False) for member in results]
+    try:
+        body.apply_async((values,))
+    except (EncodeError, TypeError) as exc:  # the results don't fit the body
+        _fail_body(app, body, ChordError(f"cannot send the body: {exc}"))
+
+
+def _fail_body(app: LiteQ, body: Signature, error: ChordError) -> None:
+    steps = body.tasks if isinstance(body, chain) else [body]
+    logger.error("chord body %s[%s] will not run: %s", steps[-1].task, steps[-1].id, error)
+    text = f"{type(error).__name__}: {error}"
+    app.backend.store_results([
+        dataclasses.replace(app.make_record(step.id or "", FAILURE, exception_info(error),
+                                            task_name=step.task), traceback=text)
+        for step in steps if step.id
+    ])
+    first = steps[0]
+    errbacks = list(first.options.get("link_error", ()))
+    if first is not body:  # a chain's own errbacks too
+        errbacks += body.options.get("link_error", ())
+    for errback in errbacks:
+        signature(errback, app=app).clone((first.id,)).apply_async()
+
+
+def register_builtins(app: LiteQ) -> None:
+    """liteq's own tasks, registered in every app."""
+    from liteq.task import Task  # tasks build on the canvas
+
+    # A store that is out of reach for a while (Redis restarting) must not leave the
+    # chord waiting for ever: the unlock is retried, with backoff, for about half an hour.
+    @app.task(name=CHORD_UNLOCK, base=Task, acks_late=True, ignore_result=True,
+              autoretry_for=(OperationalError,), retry_backoff=2, retry_backoff_max=120,
+              max_retries=20)
+    def chord_unlock(spec: dict[str, Any], member_id: str, index: int) -> None:
+        unlock_chord(app, spec, member_id, index)
+
+
+__all__ = [
+    "CHORD_UNLOCK",
+    "Signature",
+    "chain",
+    "chord",
+    "group",
+    "maybe_signature",
+    "register_builtins",
+    "signature",
+    "subtask",
+]

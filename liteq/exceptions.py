@@ -90,6 +90,10 @@ class TimeLimitExceeded(TaskError):
     """The task ran past its hard time limit and was killed."""
 
 
+class ChordError(TaskError):
+    """A chord's body did not run: a task of its header failed or has no result."""
+
+
 class MaxRetriesExceededError(TaskError):
     """The task was retried more times than its ``max_retries`` allows."""
 
@@ -151,6 +155,7 @@ class Reject(TaskPredicate):
 
 
 __all__ = [
+    "ChordError",
     "ConfigurationError",
     "ContentDisallowed",
     "DecodeError",

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from liteq import _state, serialization, signals
+from liteq.canvas import CHORD_UNLOCK
 from liteq.exceptions import (
     ContentDisallowed,
     DecodeError,
@@ -484,7 +485,22 @@ def run_delivery(
     except (ContentDisallowed, DecodeError) as exc:
         return _unrunnable(app, delivery, hostname, exc)
     request = Request.from_message(message, hostname=hostname, delivery=delivery)
-    if delivery.revoked:
+    outcome = _run_request(app, message, request, find_task, hard_limit, default_limits)
+    if message.options.get("chord"):
+        outcome = _count_in_chord(app, message, outcome)
+    return outcome
+
+
+def _run_request(
+    app: LiteQ,
+    message: Message,
+    request: Request,
+    find_task: Callable[[str], Task[Any, Any]],
+    hard_limit: bool,
+    default_limits: tuple[float | None, float | None],
+) -> Outcome:
+    delivery = request.delivery
+    if delivery is not None and delivery.revoked:
         return _revoked(app, request, "revoked", expired=False)
     if default_limits != (None, None):
         soft, hard = request.timelimit
@@ -496,12 +512,29 @@ def run_delivery(
     except NotRegistered as exc:
         signals.task_unknown.send(sender=None, name=message.task, id=message.id,
                                   message=message, exc=exc)
-        return _unrunnable(app, delivery, hostname, exc)
+        assert delivery is not None
+        return _unrunnable(app, delivery, request.hostname or "", exc)
     wait = _rate_limited(app, task)
     if wait:
         return Outcome(DEFERRED, summary=f"rate limited for {wait:.3f}s",
                        defer_until=time.time() + wait)
     return execute(app, task, request, soft_limit=True, hard_limit=hard_limit)
+
+
+def _count_in_chord(app: LiteQ, message: Message, outcome: Outcome) -> Outcome:
+    """A chord's header task that ended for good also publishes its unlock (see
+    liteq.canvas), in the same transaction as its result."""
+    final = outcome.state in (SUCCESS, FAILURE, REVOKED, IGNORED) or \
+        (outcome.state == REJECTED and not outcome.requeue)
+    if not final:
+        return outcome
+    unlock = app.build_message(
+        CHORD_UNLOCK, (message.options["chord"], message.id,
+                       message.options.get("group_index") or 0), {},
+        queue=message.queue, priority=message.priority,
+    )
+    outcome.publish = (*outcome.publish, unlock.encode())
+    return outcome
 
 
 def _rate_limited(app: LiteQ, task: Task[Any, Any]) -> float:

@@ -44,7 +44,7 @@ logger = logging.getLogger("liteq.app")
 _IGNORED_OPTIONS = frozenset({
     "producer", "add_to_parent", "shadow", "reply_to", "mandatory", "immediate",
     "compression", "delivery_mode", "declare", "stamped_headers", "stamps", "publisher",
-    "content_type", "content_encoding", "correlation_id", "chord", "subtask_type",
+    "content_type", "content_encoding", "correlation_id", "subtask_type",
     "immutable", "is_eager", "ignore_result_on_failure",
 })
 
@@ -198,6 +198,7 @@ class Producer:
         parent_id: str | None = None,
         group_id: str | None = None,
         group_index: int | None = None,
+        chord: Mapping[str, Any] | None = None,
         **unknown: Any,
     ) -> Message:
         """Turn a task call and its options into a :class:`Message` (not yet sent).
@@ -231,13 +232,15 @@ class Producer:
             root_id = root_id or parent.root_id or parent.id
         task_id = task_id or new_id()
         options: dict[str, Any] = _NO_OPTIONS
-        if link or link_error or chain or group_index is not None:
+        if link or link_error or chain or group_index is not None or chord:
             options = {}
             for key, value in (("link", link), ("link_error", link_error), ("chain", chain)):
                 if value:
                     options[key] = _signature_dicts(value)
             if group_index is not None:
                 options["group_index"] = group_index
+            if chord:  # a chord's header task: its body and size (see liteq.canvas.chord)
+                options["chord"] = dict(chord)
         return Message(
             id=task_id,
             task=name,

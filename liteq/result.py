@@ -123,6 +123,9 @@ class AsyncResult(Generic[R]):
         ('SUCCESS', True)
     """
 
+    #: what this result came after: a chord's body has its header's GroupResult here
+    parent: Any = None
+
     def __init__(
         self,
         id: str,

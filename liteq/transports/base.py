@@ -340,6 +340,18 @@ class Transport(abc.ABC):
     def expire_results(self, limit: int = 1000) -> int:
         """Delete up to ``limit`` results past their expiry; returns how many."""
 
+    @abc.abstractmethod
+    def chord_part_done(self, chord_id: str, member_id: str, index: int, size: int,
+                        expires_in: float | None) -> list[str] | None:
+        """Count header task ``member_id`` (number ``index`` of ``size``) of chord
+        ``chord_id`` as finished, once however often it is told; kept ``expires_in``
+        seconds (None: for ever).
+
+        For the one member whose count completed the chord, every member's id in header
+        order, each time that member asks (so a redelivered unlock sends the body again
+        rather than never); None for every other member.
+        """
+
     # -- beat ------------------------------------------------------------------------
 
     @abc.abstractmethod

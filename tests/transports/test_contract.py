@@ -440,3 +440,27 @@ def test_a_token_bucket_is_shared_and_refills_at_its_rate(transport: Transport,
     set_lease_clock(monkeypatch, transport, base + 100)  # a long idle refills to capacity
     assert [transport.take_token("t.add", rate=2.0, capacity=2) for _ in range(3)] == [
         0, 0, pytest.approx(0.5)]
+
+
+# -- chords --------------------------------------------------------------------------
+
+
+def test_a_chord_completes_once_for_the_member_that_finished_it(transport: Transport) -> None:
+    # members finish out of order, and some are told twice (a redelivered unlock)
+    assert transport.chord_part_done("c1", "m2", 2, 3, 3600) is None
+    assert transport.chord_part_done("c1", "m0", 0, 3, 3600) is None
+    assert transport.chord_part_done("c1", "m0", 0, 3, 3600) is None
+    assert transport.chord_part_done("c1", "m1", 1, 3, 3600) == ["m0", "m1", "m2"]
+    # the completing member gets the list again when asked again; the others never do
+    assert transport.chord_part_done("c1", "m1", 1, 3, 3600) == ["m0", "m1", "m2"]
+    assert transport.chord_part_done("c1", "m2", 2, 3, 3600) is None
+    # chords are counted apart
+    assert transport.chord_part_done("c2", "m0", 0, 1, None) == ["m0"]
+
+
+def test_chord_counts_are_kept_until_their_time_is_up(transport: Transport) -> None:
+    assert transport.chord_part_done("gone", "m0", 0, 2, 0.05) is None
+    time.sleep(0.1)
+    transport.expire_results()
+    # a count past its time starts again (it is kept as long as results are)
+    assert transport.chord_part_done("gone", "m1", 1, 2, 0.05) is None

@@ -138,6 +138,9 @@ def test_many_threads_publishing_never_see_database_is_locked(tmp_path: Path) ->
     ("orphaned (in-flight rows only)", queries.ORPHANED, ()),
     ("is leased (in-flight rows only)", queries.IS_LEASED, ("x",)),
     ("expire results", queries.EXPIRE_RESULTS, {"now": 0, "limit": 10}),
+    ("expire chords", queries.EXPIRE_CHORDS, (0,)),
+    ("chord count", queries.CHORD_PART_COUNT, ("c",)),
+    ("chord members", queries.CHORD_MEMBERS, ("c",)),
 ])
 def test_hot_queries_use_an_index(transport: SQLiteTransport, name: str, sql: str,
                                   params: object) -> None:
@@ -202,3 +205,22 @@ def test_publish_through_the_callers_own_connection(tmp_path: Path) -> None:
     res = ship.apply_async((2,), connection=conn)
     conn.execute("COMMIT")
     assert state_of(app.broker, res.id) == "ready"
+
+
+def test_a_schema_1_file_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    first = SQLiteTransport(str(path), {})
+    first.store_results([ResultRecord("kept", "SUCCESS")])
+    first.close()
+    with sqlite3.connect(path) as conn:  # back to what liteq's first schema wrote
+        conn.execute("DROP TABLE liteq_chord_parts")
+        conn.execute(f"PRAGMA user_version = {(0x4C51 << 16) + 1}")
+    conn.close()
+    transport = SQLiteTransport(str(path), {})
+    try:
+        assert transport.chord_part_done("c", "m", 0, 1, None) == ["m"]
+        conn = transport.database.conn
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == (0x4C51 << 16) + 2
+        assert transport.get_result("kept") is not None
+    finally:
+        transport.close()

@@ -309,6 +309,12 @@ class RedisTransport(Transport):
         self._run(lambda client: self._scripts.forget_revoked(client, wall()))
         return 0
 
+    def chord_part_done(self, chord_id: str, member_id: str, index: int, size: int,
+                        expires_in: float | None) -> list[str] | None:
+        keep_ms = None if expires_in is None else max(1, int(expires_in * 1000))
+        return self._run(lambda client: self._scripts.chord_part(  # type: ignore[no-any-return]
+            client, chord_id, member_id, index, size, keep_ms))
+
     # -- beat ------------------------------------------------------------------------
 
     def beat_sync(self, entries: Sequence[BeatEntry]) -> list[BeatEntry]:

@@ -37,6 +37,9 @@ The data model (``P`` is the prefix)::
     P revoked:until     ZSET    revoked task id -> when the revocation is forgotten
                                  (epoch seconds; inf: never)
     P rl:<key>          HASH    a rate-limit token bucket: tokens, updated (server time)
+    P chord:<id>        ZSET    header tasks of a chord whose results are stored, by
+                                 their place in the header
+    P chord:<id>:by     STRING  the header task whose result completed the chord
 
     channels:
     P wake:<queue>      a message was published to (or returned to) the queue
@@ -81,6 +84,7 @@ class Keys:
         self.revoked = f"{p}revoked"
         self.revoked_until = f"{p}revoked:until"
         self.ratelimit_prefix = f"{p}rl:"
+        self.chord_prefix = f"{p}chord:"
         self.wake_prefix = f"{p}wake:"
         self.done_prefix = f"{p}done:"
 

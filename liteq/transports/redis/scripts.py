@@ -33,6 +33,8 @@ What each script does, in one line:
 * ``revoke``: remember revoked task ids until their time is up.
 * ``forget_revoked``: drop revocations past their time.
 * ``take_token``: take a token from a shared rate-limit bucket, on the server's clock.
+* ``chord_part``: count a chord's finished header task; the one that completed it gets
+  every member's id.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from liteq.transports.redis.keys import Keys
 NAMES = (
     "publish", "claim", "settle", "extend_leases", "heartbeat", "reap", "lose",
     "release_worker", "purge", "store_state", "store_results", "beat_sync", "beat_fire",
-    "revoke", "forget_revoked", "take_token",
+    "revoke", "forget_revoked", "take_token", "chord_part",
 )
 
 
@@ -97,7 +99,8 @@ def prelude(keys: Keys) -> str:
                 "scheduled": keys.scheduled_prefix, "held": keys.held_prefix,
                 "result": keys.result_prefix, "published": keys.publish_prefix,
                 "beat": keys.beat_prefix, "wake": keys.wake_prefix, "done": keys.done_prefix,
-                "settled": keys.settled_prefix, "ratelimit": keys.ratelimit_prefix}
+                "settled": keys.settled_prefix, "ratelimit": keys.ratelimit_prefix,
+                "chord": keys.chord_prefix}
 
     def table(values: dict[str, str]) -> str:
         return "{" + ", ".join(f"{k} = {_lua_string(v)}" for k, v in values.items()) + "}"
@@ -394,6 +397,13 @@ class Scripts:
                    clock: float | None) -> float:
         args = [key, _number(rate), _number(capacity), _number(clock)]
         return float(self._run(client, "take_token", args))
+
+    def chord_part(self, client: Any, chord_id: str, member_id: str, index: int, size: int,
+                   keep_ms: int | None) -> list[str] | None:
+        args = [chord_id, member_id, str(index), str(size),
+                "" if keep_ms is None else str(keep_ms)]
+        members = self._run(client, "chord_part", args)
+        return [_text(member) for member in members] if members else None
 
 
 def read_revocation(task_id: str, value: bytes | str) -> Revocation:

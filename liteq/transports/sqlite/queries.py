@@ -226,6 +226,19 @@ REVOKED_AMONG = (
 
 #: Forget revocations past their time.
 EXPIRE_REVOKED = "DELETE FROM liteq_revoked WHERE expires_at IS NOT NULL AND expires_at < ?"
+EXPIRE_CHORDS = "DELETE FROM liteq_chord_parts WHERE expires_at IS NOT NULL AND expires_at < ?"
+
+#: A chord's header task finished: count it once (the primary key ignores a repeat).
+CHORD_PART_ADD = (
+    "INSERT OR IGNORE INTO liteq_chord_parts "
+    "(chord_id, member_id, position, completes, expires_at) VALUES (?, ?, ?, 0, ?)"
+)
+CHORD_PART_COUNT = "SELECT count(*) FROM liteq_chord_parts WHERE chord_id = ?"
+CHORD_PART_COMPLETES = (
+    "UPDATE liteq_chord_parts SET completes = 1 WHERE chord_id = ? AND member_id = ?"
+)
+CHORD_PART_GET = "SELECT completes FROM liteq_chord_parts WHERE chord_id = ? AND member_id = ?"
+CHORD_MEMBERS = "SELECT member_id FROM liteq_chord_parts WHERE chord_id = ? ORDER BY position"
 
 #: Advance a beat entry only if no other beat did since we read it (compare-and-set).
 BEAT_ADVANCE = (
@@ -238,12 +251,18 @@ __all__ = [
     "ANY_REVOKED",
     "BEAT_ADVANCE",
     "BUCKET",
+    "CHORD_MEMBERS",
+    "CHORD_PART_ADD",
+    "CHORD_PART_COMPLETES",
+    "CHORD_PART_COUNT",
+    "CHORD_PART_GET",
     "DROP",
     "DROP_LEASE",
     "DUE_EXISTS",
     "EXPIRED",
     "EXPIRED_HOLDERS",
     "EXPIRE_ALL_LEASES",
+    "EXPIRE_CHORDS",
     "EXPIRE_RESULTS",
     "EXPIRE_REVOKED",
     "EXTEND_LEASES",

@@ -97,9 +97,26 @@ class ResultsRole(SQLiteState):
 
         def expire(conn: sqlite3.Connection) -> int:
             conn.execute(queries.EXPIRE_REVOKED, (params["now"],))
+            conn.execute(queries.EXPIRE_CHORDS, (params["now"],))
             return int(conn.execute(queries.EXPIRE_RESULTS, params).rowcount)
 
         return self._db.write(expire)
+
+    def chord_part_done(self, chord_id: str, member_id: str, index: int, size: int,
+                        expires_in: float | None) -> list[str] | None:
+        self._ensure_open()
+        expires_at = None if expires_in is None else _clock.wall() + expires_in
+        key = (chord_id, member_id)
+
+        def count(conn: sqlite3.Connection) -> list[str] | None:
+            if conn.execute(queries.CHORD_PART_ADD, (*key, index, expires_at)).rowcount and \
+                    conn.execute(queries.CHORD_PART_COUNT, (chord_id,)).fetchone()[0] == size:
+                conn.execute(queries.CHORD_PART_COMPLETES, key)
+            if not conn.execute(queries.CHORD_PART_GET, key).fetchone()[0]:
+                return None
+            return [row[0] for row in conn.execute(queries.CHORD_MEMBERS, (chord_id,))]
+
+        return self._db.write(count)
 
 
 __all__ = ["ResultsRole"]

@@ -19,7 +19,7 @@ from liteq.transports.sqlite.connection import Database
 #: High 16 bits of ``user_version`` in a liteq file ("LQ").
 MAGIC = 0x4C51 << 16
 #: The schema this liteq writes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _ZERO = pw.SQL("DEFAULT 0")
 
@@ -174,6 +174,28 @@ def make_models(database: pw.Database) -> SimpleNamespace:
             table_name = "liteq_ratelimits"
             without_rowid = True
 
+    class ChordPart(Base):
+        """A header task of a chord whose final result is stored (see liteq.canvas)."""
+
+        chord_id = pw.TextField()
+        member_id = pw.TextField()
+        position = pw.IntegerField()  # its place in the header
+        #: 1 on the one row whose insertion completed the chord: its task sends the body
+        completes = pw.BooleanField(default=False, constraints=[_ZERO])
+        expires_at = pw.FloatField(null=True)  # epoch seconds
+
+        class Meta:
+            table_name = "liteq_chord_parts"
+            primary_key = pw.CompositeKey("chord_id", "member_id")
+            without_rowid = True
+
+    ChordPart.add_index(
+        pw.ModelIndex(
+            ChordPart, (ChordPart.expires_at,), name="liteq_chord_parts_expiry",
+            where=ChordPart.expires_at.is_null(False),
+        )
+    )
+
     class Meta(Base):
         """Facts about the file itself (the boot its leases belong to)."""
 
@@ -185,17 +207,22 @@ def make_models(database: pw.Database) -> SimpleNamespace:
 
     return SimpleNamespace(Message=Message, Lease=Lease, Result=Result, Worker=Worker,
                            BeatEntry=BeatEntry, RateLimit=RateLimit, Revoked=Revoked,
-                           Meta=Meta, all=[Message, Lease, Result, Worker, BeatEntry,
-                                           RateLimit, Revoked, Meta])
+                           Meta=Meta, ChordPart=ChordPart,
+                           v1=[Message, Lease, Result, Worker, BeatEntry, RateLimit,
+                               Revoked, Meta])
 
 
 def _v1(models: SimpleNamespace) -> None:
-    for model in models.all:
+    for model in models.v1:
         model.create_table(safe=True)
 
 
+def _v2(models: SimpleNamespace) -> None:
+    models.ChordPart.create_table(safe=True)
+
+
 #: version -> migration that brings the schema from version - 1 to version
-MIGRATIONS: dict[int, Callable[[SimpleNamespace], None]] = {1: _v1}
+MIGRATIONS: dict[int, Callable[[SimpleNamespace], None]] = {1: _v1, 2: _v2}
 
 
 def _version(conn: sqlite3.Connection) -> int:
