@@ -294,9 +294,13 @@ def configured(app: LiteQ, task: Task[Any, Any] | None) -> LiteQ:
 
 def _record(
     app: LiteQ, task: Task[Any, Any] | None, request: Request, state: str, data: Any,
-    traceback: str | None = None,
+    traceback: str | None = None, *, keep_call: bool = False,
 ) -> ResultRecord:
-    """The record to store; raises EncodeError when ``data`` cannot be serialized."""
+    """The record to store; raises EncodeError when ``data`` cannot be serialized.
+
+    With ``keep_call`` (a failure) the call is kept with it whatever
+    ``result_extended`` says, so ``liteq retry`` can send it again.
+    """
     settings = configured(app, task)
     default_serializer, extended, expires_in = settings.result_options
     name = (task.result_serializer if task is not None else None) or default_serializer
@@ -317,14 +321,14 @@ def _record(
         task_name=request.task,
         worker=request.hostname,
         retries=request.retries,
-        extended=_extended(request) if extended else None,
+        extended=_extended(request, keep_call) if extended or keep_call else None,
         expires_in=expires_in,
     )
 
 
-def _extended(request: Request) -> bytes:
+def _extended(request: Request, keep_call: bool = False) -> bytes:
     message = request.message
-    data = {
+    data: dict[str, Any] = {
         "args": list(request.args),
         "kwargs": request.kwargs,
         "queue": message.queue if message else None,
@@ -332,9 +336,16 @@ def _extended(request: Request) -> bytes:
         "root_id": request.root_id,
         "group": request.group,
     }
+    if keep_call and message is not None:
+        # What sending the task again needs besides name, args and kwargs (liteq retry).
+        options = {key: message.options[key] for key in ("link", "link_error", "chain")
+                   if message.options.get(key)}
+        data["call"] = {"priority": message.priority, "headers": dict(message.headers),
+                        "options": options}
     try:
         return serialization.json_dumps(data)
-    except Exception:
+    except Exception:  # arguments json cannot hold (pickle): shown, not kept for a retry
+        data.pop("call", None)
         return serialization.json_dumps({**data, "args": repr(request.args),
                                          "kwargs": repr(request.kwargs)})
 
@@ -444,7 +455,8 @@ def _failed(app: LiteQ, task: Task[Any, Any], request: Request, exc: BaseExcepti
     text = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
     record = None
     if not request.ignore_result or task.store_errors_even_if_ignored:
-        record = _record(app, task, request, FAILURE, exception_info(exc), text)
+        record = _record(app, task, request, FAILURE, exception_info(exc), text,
+                         keep_call=not request.is_eager)
     publish = task.error_callbacks(request, exc)
     task.on_failure(exc, request.id, request.args, request.kwargs, text)
     signals.task_failure.send(sender=task, task_id=request.id, exception=exc,
@@ -513,7 +525,7 @@ def _run_request(
         signals.task_unknown.send(sender=None, name=message.task, id=message.id,
                                   message=message, exc=exc)
         assert delivery is not None
-        return _unrunnable(app, delivery, request.hostname or "", exc)
+        return _unrunnable(app, delivery, request.hostname or "", exc, request)
     wait = _rate_limited(app, task)
     if wait:
         return Outcome(DEFERRED, summary=f"rate limited for {wait:.3f}s",
@@ -553,13 +565,19 @@ def _rate_limited(app: LiteQ, task: Task[Any, Any]) -> float:
     return app.broker.take_token(f"rate:{task.name}", rate)
 
 
-def _unrunnable(app: LiteQ, delivery: Delivery, hostname: str, exc: Exception) -> Outcome:
+def _unrunnable(app: LiteQ, delivery: Delivery, hostname: str, exc: Exception,
+                request: Request | None = None) -> Outcome:
+    """A FAILURE for a message that cannot run; with its decoded ``request`` (an unknown
+    task) the call is kept, to be sent again once the task exists."""
     envelope = delivery.envelope
-    request = Request(id=envelope.task_id, task=envelope.task_name, hostname=hostname,
-                      called_directly=False)
+    decoded = request is not None
+    if request is None:
+        request = Request(id=envelope.task_id, task=envelope.task_name, hostname=hostname,
+                          called_directly=False)
     logger.error("cannot run %s[%s]: %s", envelope.task_name, envelope.task_id, exc)
     reason = f"{type(exc).__name__}: {exc}"
-    record = _record(app, None, request, FAILURE, exception_info(exc), reason)
+    record = _record(app, None, request, FAILURE, exception_info(exc), reason,
+                     keep_call=decoded)
     return Outcome(FAILURE, record, summary=reason, exception=exc)
 
 

@@ -1,14 +1,21 @@
-"""``liteq purge`` and ``liteq call``: change what the store holds."""
+"""``liteq purge``, ``call``, ``revoke`` and ``retry``: change what the store holds."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from liteq import serialization
 from liteq.cli.base import app_option, cli, handle_errors, resolve
 from liteq.exceptions import TimeoutError
+from liteq.states import FAILURE, REVOKED
+from liteq.transports.base import ResultRecord
+
+if TYPE_CHECKING:
+    from liteq.app import LiteQ
 
 
 def _json_option(value: str | None, kind: type, what: str) -> Any:
@@ -118,4 +125,103 @@ def revoke(ctx: click.Context, task_ids: tuple[str, ...], database: str | None,
                f"{' (terminate)' if terminate else ''}")
 
 
-__all__ = ["call", "purge", "revoke"]
+@cli.command()
+@click.argument("task_ids", nargs=-1, metavar="[TASK_ID...]")
+@click.option("-b", "--broker", "database", default=None, metavar="DATABASE",
+              help="The database path or URL (instead of -A).")
+@app_option
+@click.option("--failed", is_flag=True, help="Every failed task not retried yet.")
+@click.option("--task", "task_name", default=None, help="With --failed: only this task.")
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="With --failed: at most this many.")
+@click.pass_context
+@handle_errors
+def retry(ctx: click.Context, task_ids: tuple[str, ...], database: str | None,
+          app_path: str | None, failed: bool, task_name: str | None, limit: int) -> None:
+    """Send failed (or revoked) tasks again, with their arguments, as new tasks.
+
+    Each is sent under a new id, printed beside the old one; the old record is kept
+    and marked, so it is not retried twice by --failed.
+
+    \b
+    liteq retry 01a1fe2c-... -b tasks.db
+    liteq retry --failed --task tasks.fetch -b tasks.db
+    """
+    if failed == bool(task_ids):
+        raise click.UsageError("give task ids or --failed (not both)")
+    if task_name and not failed:
+        raise click.UsageError("--task goes with --failed")
+    app, _ = resolve(ctx, app_path, database)
+    backend = app.backend
+    if failed:
+        records = [record for record in backend.find_results(FAILURE, task_name, limit)
+                   if _call(record) is not None and "retried_as" not in _extended(record)]
+    else:
+        records = []
+        for task_id in task_ids:
+            record = backend.get_result(task_id)
+            if record is None:
+                click.echo(f"{task_id}: no such task result (PENDING or expired)", err=True)
+            else:
+                records.append(record)
+    problems = len(task_ids) - len(records) if not failed else 0
+    retried = 0
+    for record in records:
+        reason = _not_retriable(record)
+        if reason:
+            click.echo(f"{record.task_id}: {reason}", err=True)
+            problems += 1
+            continue
+        new_id = _send_again(app, record)
+        click.echo(f"{record.task_id} {record.task_name}: retried as {new_id}")
+        retried += 1
+    if failed:
+        click.echo(f"Retried {retried} failed task{'s' if retried != 1 else ''}.")
+    if problems:
+        ctx.exit(1)
+
+
+def _extended(record: ResultRecord) -> dict[str, Any]:
+    if not record.extended:
+        return {}
+    try:
+        data = serialization.json_loads(record.extended)
+    except Exception:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _call(record: ResultRecord) -> dict[str, Any] | None:
+    call = _extended(record).get("call")
+    return call if isinstance(call, dict) else None
+
+
+def _not_retriable(record: ResultRecord) -> str | None:
+    if record.state not in (FAILURE, REVOKED):
+        return f"is {record.state}; only FAILURE and REVOKED tasks can be retried"
+    if "retried_as" in _extended(record):
+        return f"was retried already, as {_extended(record)['retried_as']}"
+    if _call(record) is None or not record.task_name:
+        return ("its call was not kept: only tasks that failed in a worker can be sent "
+                "again (not ones lost with their worker, killed by a time limit, or whose "
+                "arguments json cannot hold)")
+    return None
+
+
+def _send_again(app: LiteQ, record: ResultRecord) -> str:
+    """Send the recorded call under a new id, then mark the old record with it."""
+    data = _extended(record)
+    call = data["call"]
+    result = app.send_task(
+        str(record.task_name), data.get("args") or [], data.get("kwargs") or {},
+        queue=data.get("queue"), priority=call.get("priority"),
+        headers={**(call.get("headers") or {}), "retried_from": record.task_id},
+        parent_id=data.get("parent_id"), root_id=data.get("root_id"),
+        **(call.get("options") or {}),
+    )
+    marked = serialization.json_dumps({**data, "retried_as": result.id})
+    app.backend.store_results([dataclasses.replace(record, extended=marked)])
+    return result.id
+
+
+__all__ = ["call", "purge", "retry", "revoke"]

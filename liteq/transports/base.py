@@ -325,6 +325,13 @@ class Transport(abc.ABC):
         """The stored record, or None (PENDING)."""
 
     @abc.abstractmethod
+    def find_results(self, state: str, task_name: str | None = None,
+                     limit: int = 1000) -> list[ResultRecord]:
+        """Stored records in ``state`` (of ``task_name`` only, when given), oldest first,
+        up to ``limit``: an administrator's search (``liteq retry --failed``), not for
+        the task path."""
+
+    @abc.abstractmethod
     def forget(self, task_ids: Sequence[str]) -> None:
         """Delete stored results."""
 

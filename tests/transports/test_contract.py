@@ -464,3 +464,18 @@ def test_chord_counts_are_kept_until_their_time_is_up(transport: Transport) -> N
     transport.expire_results()
     # a count past its time starts again (it is kept as long as results are)
     assert transport.chord_part_done("gone", "m1", 1, 2, 0.05) is None
+
+
+def test_find_results_by_state_and_task_oldest_first(transport: Transport) -> None:
+    now = time.time()
+    transport.store_results([
+        ResultRecord("f2", "FAILURE", task_name="t.b", date_done=now - 1),
+        ResultRecord("f1", "FAILURE", task_name="t.a", date_done=now - 2),
+        ResultRecord("f3", "FAILURE", task_name="t.a", date_done=now),
+        ResultRecord("ok", "SUCCESS", task_name="t.a", date_done=now),
+    ])
+    assert [r.task_id for r in transport.find_results("FAILURE")] == ["f1", "f2", "f3"]
+    assert [r.task_id for r in transport.find_results("FAILURE", "t.a")] == ["f1", "f3"]
+    assert [r.task_id for r in transport.find_results("FAILURE", limit=1)] == ["f1"]
+    assert [r.task_id for r in transport.find_results("SUCCESS")] == ["ok"]
+    assert transport.find_results("REVOKED") == []

@@ -294,6 +294,29 @@ class RedisTransport(Transport):
         fields = self._run(lambda client: client.hgetall(self.keys.result(task_id)))
         return read_result(task_id, fields)
 
+    def find_results(self, state: str, task_name: str | None = None,
+                     limit: int = 1000) -> list[ResultRecord]:
+        prefix = self.keys.result_prefix
+        pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix) + "*"
+
+        def scan(client: Any) -> list[ResultRecord]:
+            found: list[ResultRecord] = []
+            names = [name.decode() for name in client.scan_iter(match=pattern, count=1000)]
+            for start in range(0, len(names), 500):
+                batch = names[start:start + 500]
+                pipe = client.pipeline(transaction=False)
+                for name in batch:
+                    pipe.hgetall(name)
+                for name, fields in zip(batch, pipe.execute(), strict=True):
+                    record = read_result(name[len(prefix):], fields)
+                    if record is not None and record.state == state and \
+                            (task_name is None or record.task_name == task_name):
+                        found.append(record)
+            found.sort(key=lambda record: record.date_done)
+            return found[:limit]
+
+        return self._run(scan)  # type: ignore[no-any-return]
+
     def forget(self, task_ids: Sequence[str]) -> None:
         if task_ids:
             names = [self.keys.result(task_id) for task_id in task_ids]

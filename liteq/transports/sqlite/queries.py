@@ -195,6 +195,12 @@ LEASE_HELD = "SELECT 1 FROM liteq_messages WHERE id = ? AND token = ? AND state 
 
 #: One stored result.
 GET_RESULT = f"SELECT {_RESULT_COLUMNS} FROM liteq_results WHERE task_id = ?"
+#: An administrator's search by state (no index: results are read, never scanned, on
+#: the task path).
+FIND_RESULTS = (
+    f"SELECT {_RESULT_COLUMNS} FROM liteq_results WHERE state = :state "
+    "AND (:name IS NULL OR task_name = :name) ORDER BY date_done LIMIT :limit"
+)
 
 #: Results past their expiry, oldest first, a bounded batch at a time.
 EXPIRE_RESULTS = (
@@ -266,6 +272,7 @@ __all__ = [
     "EXPIRE_RESULTS",
     "EXPIRE_REVOKED",
     "EXTEND_LEASES",
+    "FIND_RESULTS",
     "GET_RESULT",
     "HOLD_LEASE",
     "IN_FLIGHT",

@@ -6,7 +6,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from liteq import _clock
 from liteq.transports.base import Delivery, ResultRecord, Waiter
@@ -41,6 +41,16 @@ class _PipeWaiter:
             self._listener.close()
 
 
+def _record(row: tuple[Any, ...]) -> ResultRecord:
+    expires_at, date_done = row[9], row[8]
+    return ResultRecord(
+        task_id=row[0], state=row[1], content_type=row[2], payload=row[3] or b"null",
+        traceback=row[4], task_name=row[5], worker=row[6], retries=row[7],
+        date_done=date_done, extended=row[10],
+        expires_in=None if expires_at is None else expires_at - date_done,
+    )
+
+
 class ResultsRole(SQLiteState):
     """Results: stored in the same file, in the same transactions as the acks."""
 
@@ -71,15 +81,14 @@ class ResultsRole(SQLiteState):
     def get_result(self, task_id: str) -> ResultRecord | None:
         self._ensure_open()
         row = self._db.read(lambda conn: conn.execute(queries.GET_RESULT, (task_id,)).fetchone())
-        if row is None:
-            return None
-        expires_at, date_done = row[9], row[8]
-        return ResultRecord(
-            task_id=row[0], state=row[1], content_type=row[2], payload=row[3] or b"null",
-            traceback=row[4], task_name=row[5], worker=row[6], retries=row[7],
-            date_done=date_done, extended=row[10],
-            expires_in=None if expires_at is None else expires_at - date_done,
-        )
+        return None if row is None else _record(row)
+
+    def find_results(self, state: str, task_name: str | None = None,
+                     limit: int = 1000) -> list[ResultRecord]:
+        self._ensure_open()
+        params = {"state": state, "name": task_name, "limit": limit}
+        rows = self._db.read(lambda conn: conn.execute(queries.FIND_RESULTS, params).fetchall())
+        return [_record(row) for row in rows]
 
     def forget(self, task_ids: Sequence[str]) -> None:
         self._ensure_open()
