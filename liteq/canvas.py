@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from liteq import _state
 from liteq.exceptions import ChordError, EncodeError, ImproperlyConfigured, OperationalError
 from liteq.result import AsyncResult, EagerResult, GroupResult, exception_info
-from liteq.states import FAILURE, SUCCESS
+from liteq.states import FAILURE, REVOKED, SUCCESS
 
 if TYPE_CHECKING:
     from liteq.app import LiteQ
@@ -421,19 +421,26 @@ class chord(Signature):
         body = self["kwargs"].get("body")
         return None if body is None else signature(body)
 
+    def _body_or(self, body: Any) -> Signature:
+        """The body given now, else the chord's own."""
+        found = signature(body) if body is not None else self.body
+        if found is None:
+            raise ImproperlyConfigured(
+                "a chord needs a body: chord(header)(callback) or chord(header, callback)"
+            )
+        return found
+
     # A chord's result is its body's (an AsyncResult whose ``parent`` is the header's
     # GroupResult), as in Celery.
     def apply_async(
         self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
         body: Any = None, **options: Any,
     ) -> AsyncResult[Any]:
-        body = signature(body) if body is not None else self.body
-        if body is None:
-            raise ImproperlyConfigured(
-                "a chord needs a body: chord(header)(callback) or chord(header, callback)"
-            )
+        body = self._body_or(body)
         app = self.app
         if app.conf.task_always_eager:
+            for option in ("task_id", "group_id"):  # ids of a sent chord, not of each task
+                options.pop(option, None)
             return self.apply(args, kwargs, body=body, **options)
         body = _copy(body)
         result = _freeze(body, options.pop("task_id", None))
@@ -461,9 +468,7 @@ class chord(Signature):
         body: Any = None, **options: Any,
     ) -> AsyncResult[Any]:
         """Run the header and then the body here and now (eager)."""
-        body = signature(body) if body is not None else self.body
-        if body is None:
-            raise ImproperlyConfigured("a chord needs a body: chord(header, callback)")
+        body = self._body_or(body)
         header = group(*self.header, app=self._app).apply(args, kwargs, **options)
         for member in header:
             if not member.successful():
@@ -545,7 +550,7 @@ def _chained(body: Signature | None, rest: list[Signature]) -> Signature:
 
 def _dependency_error(member: AsyncResult[Any]) -> ChordError:
     state = member.state
-    if state == FAILURE or state == "REVOKED":
+    if state in (FAILURE, REVOKED):
         exc = member.result
         return ChordError(f"Dependency {member.id} raised {exc!r}")
     return ChordError(f"Dependency {member.id} has no result ({state})")

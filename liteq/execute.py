@@ -586,7 +586,7 @@ def _revoked(app: LiteQ, request: Request, reason: str, *, expired: bool) -> Out
                               expired=expired)
     info = {"exc_type": "TaskRevokedError", "exc_module": "liteq.exceptions",
             "exc_message": [reason]}
-    record = _record(app, None, request, REVOKED, info)
+    record = _record(app, None, request, REVOKED, info, keep_call=True)
     return Outcome(REVOKED, record, summary=reason)
 
 

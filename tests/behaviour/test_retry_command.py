@@ -60,6 +60,17 @@ def test_retry_failed_sends_each_failure_once(project: Project) -> None:
     assert again.returncode == 0 and "Retried 0 failed tasks." in again.stdout
 
 
+def test_an_expired_task_can_be_sent_again(project: Project) -> None:
+    tasks = project.module(FIXABLE)
+    project.worker()
+    expired = tasks.add.apply_async((1, 2), expires=-1)
+    assert expired.get(timeout=10, propagate=False) is not None
+    assert expired.state == "REVOKED"
+    done = project.liteq("retry", expired.id, "-b", project.location)
+    assert done.returncode == 0, done.stderr
+    assert tasks.app.AsyncResult(retried_ids(done.stdout)[expired.id]).get(timeout=10) == 3
+
+
 def test_retry_refuses_what_it_cannot_send_again(project: Project) -> None:
     tasks = project.module(FIXABLE)
     project.worker()
