@@ -25,7 +25,7 @@ try:
     results = [add.delay(i, i) for i in range(5)]
     results.append(word_count.delay("the quick brown fox"))
     for res in results:
-        print(f"{res.name}[{res.id[:8]}] -> {res.get(timeout=30)}", flush=True)
+        print(f"{res.name}[{res.id[-8:]}] -> {res.get(timeout=30)}", flush=True)
     print(f"{len(results)} tasks done in {time.monotonic() - started:.2f}s", flush=True)
 finally:
     worker.send_signal(signal.SIGTERM)  # warm shutdown
