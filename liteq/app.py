@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from liteq import _state, canvas, serialization
+from liteq import _state, chords, serialization
 from liteq.config import Settings, load_object, seconds
 from liteq.control import Control
 from liteq.exceptions import ImproperlyConfigured
@@ -96,7 +96,7 @@ class LiteQ(Producer):
         self._cache: dict[Any, Any] = {}
         self._cache_generation = -1
         self.control = Control(self)
-        canvas.register_builtins(self)
+        chords.register_builtins(self)
         if set_as_current:
             _state.set_current_app(self)
         _apps.add(self)

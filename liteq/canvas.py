@@ -11,30 +11,23 @@ A chord's header is a group whose messages carry the body. When a header task en
 ``liteq.chord_unlock`` message in the same transaction as the result; the unlock counts
 the task in the result store (:meth:`Transport.chord_part_done`), and the one that
 completes the count sends the body with the header's results in order, or records the
-body as FAILURE with :class:`ChordError` when one of them failed. No process waits or
-polls for a chord.
+body as FAILURE with :class:`ChordError` when one of them failed (``liteq.chords``).
+No process waits or polls for a chord.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from liteq import _state
-from liteq.exceptions import ChordError, EncodeError, ImproperlyConfigured, OperationalError
-from liteq.result import AsyncResult, EagerResult, GroupResult, exception_info
-from liteq.states import FAILURE, REVOKED, SUCCESS
+from liteq.exceptions import ChordError, ImproperlyConfigured
+from liteq.result import AsyncResult, EagerResult, GroupResult
+from liteq.states import FAILURE, REVOKED
 
 if TYPE_CHECKING:
     from liteq.app import LiteQ
-
-logger = logging.getLogger(__name__)
-
-#: The task that counts a finished header task and sends a chord's body (see above).
-CHORD_UNLOCK = "liteq.chord_unlock"
 
 
 class Signature(dict[str, Any]):
@@ -472,7 +465,7 @@ class chord(Signature):
         header = group(*self.header, app=self._app).apply(args, kwargs, **options)
         for member in header:
             if not member.successful():
-                error = _dependency_error(member)
+                error = dependency_error(member)
                 last = body.tasks[-1] if isinstance(body, chain) else body
                 result: AsyncResult[Any] = EagerResult(
                     last.id or str(uuid.uuid4()), error, FAILURE,
@@ -548,7 +541,7 @@ def _chained(body: Signature | None, rest: list[Signature]) -> Signature:
     return chain(body, *rest) if rest else body
 
 
-def _dependency_error(member: AsyncResult[Any]) -> ChordError:
+def dependency_error(member: AsyncResult[Any]) -> ChordError:
     state = member.state
     if state in (FAILURE, REVOKED):
         exc = member.result
@@ -556,64 +549,12 @@ def _dependency_error(member: AsyncResult[Any]) -> ChordError:
     return ChordError(f"Dependency {member.id} has no result ({state})")
 
 
-def unlock_chord(app: LiteQ, spec: Mapping[str, Any], member_id: str, index: int) -> None:
-    """Count header task ``member_id`` of the chord ``spec``; the one that completes it
-    sends the body, or records it as failed (the ``liteq.chord_unlock`` task)."""
-    members = app.backend.chord_part_done(str(spec["id"]), member_id, int(index),
-                                          int(spec["size"]), app.result_expires)
-    if members is None:
-        return
-    body = signature(spec["body"], app=app)
-    results: list[AsyncResult[Any]] = [AsyncResult(task_id, app) for task_id in members]
-    for member in results:
-        if member.state != SUCCESS:
-            _fail_body(app, body, _dependency_error(member))
-            return
-    values = [member.get(disable_sync_subtasks=False) for member in results]
-    try:
-        body.apply_async((values,))
-    except (EncodeError, TypeError) as exc:  # the results don't fit the body
-        _fail_body(app, body, ChordError(f"cannot send the body: {exc}"))
-
-
-def _fail_body(app: LiteQ, body: Signature, error: ChordError) -> None:
-    steps = body.tasks if isinstance(body, chain) else [body]
-    logger.error("chord body %s[%s] will not run: %s", steps[-1].task, steps[-1].id, error)
-    text = f"{type(error).__name__}: {error}"
-    app.backend.store_results([
-        dataclasses.replace(app.make_record(step.id or "", FAILURE, exception_info(error),
-                                            task_name=step.task), traceback=text)
-        for step in steps if step.id
-    ])
-    first = steps[0]
-    errbacks = list(first.options.get("link_error", ()))
-    if first is not body:  # a chain's own errbacks too
-        errbacks += body.options.get("link_error", ())
-    for errback in errbacks:
-        signature(errback, app=app).clone((first.id,)).apply_async()
-
-
-def register_builtins(app: LiteQ) -> None:
-    """liteq's own tasks, registered in every app."""
-    from liteq.task import Task  # tasks build on the canvas
-
-    # A store that is out of reach for a while (Redis restarting) must not leave the
-    # chord waiting for ever: the unlock is retried, with backoff, for about half an hour.
-    @app.task(name=CHORD_UNLOCK, base=Task, acks_late=True, ignore_result=True,
-              autoretry_for=(OperationalError,), retry_backoff=2, retry_backoff_max=120,
-              max_retries=20)
-    def chord_unlock(spec: dict[str, Any], member_id: str, index: int) -> None:
-        unlock_chord(app, spec, member_id, index)
-
-
 __all__ = [
-    "CHORD_UNLOCK",
     "Signature",
     "chain",
     "chord",
     "group",
     "maybe_signature",
-    "register_builtins",
     "signature",
     "subtask",
 ]

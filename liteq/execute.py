@@ -15,21 +15,18 @@ Order of events for one task (as in Celery)::
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import inspect
 import logging
 import os
-import signal
 import threading
 import time
 import traceback as tb
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from liteq import _state, serialization, signals
-from liteq.canvas import CHORD_UNLOCK
+from liteq.chords import CHORD_UNLOCK
 from liteq.exceptions import (
     ContentDisallowed,
     DecodeError,
@@ -38,13 +35,12 @@ from liteq.exceptions import (
     NotRegistered,
     Reject,
     Retry,
-    SoftTimeLimitExceeded,
-    TimeLimitExceeded,
 )
 from liteq.messages import Envelope, Message, iso
 from liteq.ratelimits import parse_rate
 from liteq.result import exception_info
 from liteq.states import FAILURE, RETRY, REVOKED, STARTED, SUCCESS
+from liteq.timelimits import time_limits
 from liteq.transports.base import Delivery, ResultRecord
 
 if TYPE_CHECKING:
@@ -191,78 +187,6 @@ class Outcome:
                        self.summary, self.defer_until)
 
 
-# -- time limits ---------------------------------------------------------------------
-
-
-def _async_raise(thread_id: int, exc_type: type[BaseException] | None) -> None:
-    # Deliver an exception into another thread at its next bytecode (threads pool);
-    # None clears one still pending.
-    target = ctypes.py_object(exc_type) if exc_type is not None else None
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), target)
-
-
-@contextmanager
-def time_limits(soft: float | None, hard: float | None) -> Iterator[None]:
-    """Raise :class:`SoftTimeLimitExceeded` inside the task after ``soft`` seconds and
-    :class:`TimeLimitExceeded` after ``hard`` seconds.
-
-    In a process's main thread this uses ``SIGALRM``; in other threads the exception is
-    injected into the thread (it lands at the next Python bytecode, so a task blocked in
-    C code sees it when it returns to Python). Prefork children pass ``hard=None``: their
-    main process kills them instead, which also stops code stuck in C.
-    """
-    stages: list[tuple[float, type[BaseException]]] = []
-    if soft and soft > 0:
-        stages.append((soft, SoftTimeLimitExceeded))
-    if hard and hard > 0 and (not stages or hard > stages[0][0]):
-        stages.append((hard, TimeLimitExceeded))
-    if not stages:
-        yield
-        return
-    if threading.current_thread() is not threading.main_thread():
-        ident = threading.get_ident()
-        lock = threading.Lock()
-        running = [True]
-
-        def fire(kind: type[BaseException]) -> None:
-            with lock:
-                if running[0]:
-                    _async_raise(ident, kind)
-
-        timers = [threading.Timer(at, fire, (kind,)) for at, kind in stages]
-        for timer in timers:
-            timer.daemon = True
-            timer.start()
-        try:
-            yield
-        finally:
-            with lock:
-                running[0] = False
-                for timer in timers:
-                    timer.cancel()
-                _async_raise(ident, None)
-        return
-    started = time.monotonic()
-
-    def arm() -> None:
-        at = stages[0][0]
-        signal.setitimer(signal.ITIMER_REAL, max(at - (time.monotonic() - started), 0.001))
-
-    def on_alarm(signum: int, frame: Any) -> None:
-        _, kind = stages.pop(0)
-        if stages:
-            arm()
-        raise kind()
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    arm()
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 # -- async tasks ---------------------------------------------------------------------
 
 _loops = threading.local()
@@ -368,8 +292,8 @@ def execute(
     """Run ``task`` for ``request`` with signals, hooks and retry handling.
 
     ``soft_limit`` and ``hard_limit`` say whether this process enforces the request's
-    time limits by raising in the task (see :func:`time_limits`); eager calls enforce
-    none, as in Celery.
+    time limits by raising in the task (see :func:`liteq.timelimits.time_limits`);
+    eager calls enforce none, as in Celery.
 
     Returns:
         The outcome: the state reached, the record to store and messages to publish.
@@ -599,5 +523,4 @@ __all__ = [
     "execute",
     "run_awaitable",
     "run_delivery",
-    "time_limits",
 ]

@@ -9,23 +9,21 @@ to be there, untimed). Depth costs a Redis list nothing, which is the point of W
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from bench.drivers.celery_api import CeleryShapedAdapter
 
-class Adapter:
-    bulk_api = "group(...).apply_async()"
+
+class Adapter(CeleryShapedAdapter):
+    package = "celery"
 
     def __init__(self, workdir: str, options: dict[str, Any]) -> None:
         import redis
 
-        sys.path.insert(0, workdir)
-        tasks = importlib.import_module("benchtasks")
-        self.app, self.add = tasks.app, tasks.add
+        super().__init__(workdir, options)
         self.broker = redis.Redis.from_url(options["broker_url"])
         self.results = redis.Redis.from_url(options["result_url"])
         self.queue = options.get("queue", "celery")
@@ -33,15 +31,6 @@ class Adapter:
     def setup(self) -> None:
         self.broker.ping()
         self.results.ping()
-
-    def send(self, x: int, y: int) -> str:
-        return str(self.add.delay(x, y).id)
-
-    def send_bulk(self, pairs: Sequence[tuple[int, int]]) -> list[str]:
-        from celery import group
-
-        result = group(self.add.s(x, y) for x, y in pairs).apply_async()
-        return [r.id for r in result.results]
 
     def send_filler(self, n: int) -> None:
         template_id = self.send(0, 1)
@@ -71,9 +60,6 @@ class Adapter:
             result = self.app.AsyncResult(task_id)
             values.append(result.result if result.state == "SUCCESS" else None)
         return values
-
-    def call(self, x: int, y: int, timeout: float) -> Any:
-        return self.add.delay(x, y).get(timeout=timeout)
 
     def close(self) -> None:
         self.broker.close()

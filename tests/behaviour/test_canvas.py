@@ -47,6 +47,14 @@ def lines(path: Path, timeout: float = 10.0, count: int = 1) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
+def drained(app, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait until no message is left in the store (waiting, scheduled or running)."""
+    deadline = time.monotonic() + timeout
+    while any(depth.total for depth in app.broker.depth().values()):
+        assert time.monotonic() < deadline, app.broker.depth()
+        time.sleep(0.02)
+
+
 def test_a_chain_passes_each_result_on(project: Project) -> None:
     tasks = project.module(CANVAS)
     project.worker()
@@ -92,7 +100,7 @@ def test_a_chord_body_runs_once(project: Project) -> None:
     header = [tasks.add.s(i, 0) for i in range(200)]
     result = chord(header, tasks.record.si(str(out), "body"))()
     result.get(timeout=30)
-    time.sleep(0.5)  # a second body, if any, would have run by now
+    drained(tasks.app)  # every unlock ran: a second body, if any, has run too
     assert len(lines(out)) == 1
 
 
