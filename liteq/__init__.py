@@ -10,10 +10,12 @@ Example:
 
 from __future__ import annotations
 
+__version__ = "0.1.0.dev0"  # first: the worker layer imported below reads it
+
 from typing import Any
 
 from liteq import signals, states
-from liteq._state import current_app as _current_app
+from liteq._state import current_app, current_task
 from liteq.app import Celery, LiteQ
 from liteq.canvas import Signature, chain, chord, group, maybe_signature, signature, subtask
 from liteq.exceptions import (
@@ -24,6 +26,7 @@ from liteq.exceptions import (
     EncodeError,
     Ignore,
     ImproperlyConfigured,
+    IncompleteStream,
     LiteQError,
     MaxRetriesExceededError,
     NetworkFilesystemError,
@@ -40,26 +43,15 @@ from liteq.exceptions import (
     WorkerLostError,
 )
 from liteq.execute import Request
-from liteq.result import AsyncResult, EagerResult, GroupResult
+from liteq.maps import chunks, xmap, xstarmap
+from liteq.messages import new_id as uuid
+from liteq.result import AsyncResult, EagerResult, GroupResult, ResultSet
 from liteq.routing import Exchange, Queue
-from liteq.schedules import crontab, schedule
+from liteq.schedules import crontab, schedule, solar
 from liteq.states import State
-from liteq.task import Task, make_task, shared_tasks
-
-__version__ = "0.1.0.dev0"
-
-
-class _CurrentApp:
-    """``liteq.current_app``: a stand-in that forwards to the current app."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(_current_app(), name)
-
-    def __repr__(self) -> str:
-        return f"<current_app: {_current_app()!r}>"
-
-
-current_app: Any = _CurrentApp()
+from liteq.task import Task, shared_tasks
+from liteq.task_factory import make_task
+from liteq.worker.background import EmbeddedWorker  # registers app.Worker / app.run_worker
 
 
 def shared_task(*args: Any, **options: Any) -> Any:
@@ -73,7 +65,8 @@ def shared_task(*args: Any, **options: Any) -> Any:
 
     def create(fun: Any) -> Task[Any, Any]:
         name = options.pop("name", None) or f"{fun.__module__}.{fun.__name__}"
-        base = options.pop("base", None)
+        # as in Celery, the current app's task class (Django's gives delay_on_commit)
+        base = options.pop("base", None) or _current_task_cls()
         bind = options.pop("bind", False)
         task = make_task(fun, app=None, name=name, base=base, bind=bind, **options)
         shared_tasks[name] = task
@@ -84,6 +77,13 @@ def shared_task(*args: Any, **options: Any) -> Any:
     return create
 
 
+def _current_task_cls() -> Any:
+    try:
+        return current_app._task_base()
+    except (ImproperlyConfigured, RuntimeError):  # no app yet, or a test's app trap
+        return None
+
+
 __all__ = [
     "AsyncResult",
     "Celery",
@@ -92,11 +92,13 @@ __all__ = [
     "ContentDisallowed",
     "DecodeError",
     "EagerResult",
+    "EmbeddedWorker",
     "EncodeError",
     "Exchange",
     "GroupResult",
     "Ignore",
     "ImproperlyConfigured",
+    "IncompleteStream",
     "LiteQ",
     "LiteQError",
     "MaxRetriesExceededError",
@@ -106,6 +108,7 @@ __all__ = [
     "Queue",
     "Reject",
     "Request",
+    "ResultSet",
     "Retry",
     "Signature",
     "SoftTimeLimitExceeded",
@@ -120,14 +123,20 @@ __all__ = [
     "__version__",
     "chain",
     "chord",
+    "chunks",
     "crontab",
     "current_app",
+    "current_task",
     "group",
     "maybe_signature",
     "schedule",
     "shared_task",
     "signals",
     "signature",
+    "solar",
     "states",
     "subtask",
+    "uuid",
+    "xmap",
+    "xstarmap",
 ]

@@ -16,23 +16,33 @@ import importlib
 import logging
 import os
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from importlib.metadata import entry_points
 from typing import Any, TypeVar, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from liteq import _state, chords, serialization
-from liteq.config import Settings, load_object, seconds
+from liteq import _state, chords, embedding, serialization
+from liteq.config import (
+    PendingSettings,
+    Settings,
+    SettingsCache,
+    load_object,
+    seconds,
+)
+from liteq.connections import Connections
 from liteq.control import Control
 from liteq.exceptions import ImproperlyConfigured
+from liteq.messages import Message
 from liteq.producer import Producer
+from liteq.records import build_record
 from liteq.registry import TaskFinder, TaskRegistry
 from liteq.result import AsyncResult, GroupResult
 from liteq.signals import Signal
-from liteq.task import Task, gen_task_name, make_task, shared_tasks
-from liteq.transports import transport_for
+from liteq.storing import OutcomeStore
+from liteq.task import Task, shared_tasks
+from liteq.task_factory import gen_task_name, make_task
 from liteq.transports.base import ResultRecord, Transport
 
 logger = logging.getLogger(__name__)
@@ -42,7 +52,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Every app created in this process (workers look up tasks across them).
 _apps: weakref.WeakSet[LiteQ] = weakref.WeakSet()
 
-class LiteQ(Producer):
+#: Fix-ups loaded by import path when an app is created (as Celery's): each returns
+#: an object that adapts the app to a framework in use, or None (Django: when
+#: ``DJANGO_SETTINGS_MODULE`` is set; see :mod:`liteq.contrib.django`).
+BUILTIN_FIXUPS = ("liteq.contrib.django:fixup",)
+
+class LiteQ:
     """A liteq application: configuration, tasks, and the transports behind them.
 
     Args:
@@ -52,6 +67,8 @@ class LiteQ(Producer):
             says otherwise.
         backend: where results go, if not with the messages.
         include: modules to import when a worker starts.
+        task_cls: the base class of this app's tasks, or its import path
+            (``"proj.base:DatabaseTask"``, imported when the first task is made).
         **settings: any setting, lower-case or Celery's old upper-case names.
 
     Example:
@@ -68,12 +85,13 @@ class LiteQ(Producer):
         set_as_current: bool = True,
         config_source: Any = None,
         namespace: str | None = None,
-        task_cls: type[Task[Any, Any]] | None = None,
+        task_cls: type[Task[Any, Any]] | str | None = None,
         autofinalize: bool = True,
         **settings: Any,
     ) -> None:
         self.main = main
-        self.conf = Settings()
+        #: pending until first read: then on_configure and on_after_configure are sent
+        self.conf: Settings = PendingSettings(self._configure)
         if config_source is not None:
             self.conf.from_object(_as_object(config_source), namespace=namespace)
         self.conf.update(settings)
@@ -84,22 +102,35 @@ class LiteQ(Producer):
         if include is not None:
             self.conf.include = tuple(include)
         self.tasks = TaskRegistry()
-        self.task_cls = task_cls or Task
+        self.task_cls: type[Task[Any, Any]] | str = task_cls or Task
         self.autofinalize = autofinalize
         self.on_configure = Signal("on_configure")
         self.on_after_configure = Signal("on_after_configure")
         self.on_after_finalize = Signal("on_after_finalize")
         self._lock = threading.RLock()
-        self._broker: Transport | None = None
-        self._backend: Transport | None = None
+        #: the broker and result transports, opened from the settings on first use
+        self.connections = Connections(self.conf)
         self._finalized = False
-        self._cache: dict[Any, Any] = {}
-        self._cache_generation = -1
+        #: the on_after_configure receivers when it was sent (see finalize)
+        self._configured_receivers: list[Any] = []
+        self._cache = SettingsCache(self.conf)
+        #: builds and stores this app's messages (``send_task``, ``publish``)
+        self.producer = Producer(self)
+        #: decides where results are stored (with the ack, or stored then acked)
+        self.outcome_store = OutcomeStore(self)
         self.control = Control(self)
-        chords.register_builtins(self)
+        chords.register_builtins(self, Task)
         if set_as_current:
             _state.set_current_app(self)
         _apps.add(self)
+        #: ``autodiscover_tasks()`` calls waiting for :meth:`finalize` (or a fix-up)
+        self.pending_discovery: list[tuple[Any, str]] = []
+        #: Callables ``hook(app)`` returning an open connection on the broker's file
+        #: that a send made now must write through (uncommitted), or None: how a
+        #: framework's own transaction is joined (Django:
+        #: :mod:`liteq.contrib.django.transactions`).
+        self.transaction_hooks: list[Callable[[LiteQ], Any]] = []
+        self.fixups = [f for f in (load_object(path)(self) for path in BUILTIN_FIXUPS) if f]
 
     def __repr__(self) -> str:
         return f"<LiteQ {self.main or '__main__'} at {id(self):#x}>"
@@ -125,7 +156,6 @@ class LiteQ(Producer):
                 return
             raise
         self.conf.from_object(source, namespace=namespace)
-        self._forget_transports()
 
     def config_from_envvar(self, variable_name: str, silent: bool = False) -> None:
         """Read settings from the module named by an environment variable."""
@@ -136,28 +166,17 @@ class LiteQ(Producer):
             raise ImproperlyConfigured(f"environment variable {variable_name} is not set")
         self.config_from_object(module_name, silent=silent)
 
-    def _cached(self, key: Any, build: Callable[[], Any]) -> Any:
-        generation = self.conf._generation
-        if generation != self._cache_generation:
-            self._cache = {}
-            self._cache_generation = generation
-        try:
-            return self._cache[key]
-        except KeyError:
-            value = self._cache[key] = build()
-            return value
-
     @property
     def accept(self) -> frozenset[str]:
         """Content types workers accept in messages (``accept_content``)."""
-        return self._cached(  # type: ignore[no-any-return]
+        return self._cache.get(
             "accept", lambda: serialization.accepted_content_types(self.conf.accept_content)
         )
 
     @property
     def result_accept(self) -> frozenset[str]:
         """Content types accepted in results (``result_accept_content``)."""
-        return self._cached(  # type: ignore[no-any-return]
+        return self._cache.get(
             "result_accept",
             lambda: serialization.accepted_content_types(
                 self.conf.result_accept_content or self.conf.accept_content
@@ -178,7 +197,7 @@ class LiteQ(Producer):
             return (str(self.conf.result_serializer), bool(self.conf.result_extended),
                     expires or None)
 
-        return self._cached("result_options", read)  # type: ignore[no-any-return]
+        return self._cache.get("result_options", read)
 
     @property
     def visibility_timeout(self) -> float:
@@ -204,58 +223,35 @@ class LiteQ(Producer):
 
     @property
     def broker_url(self) -> str:
-        url = self.conf.broker_url or os.environ.get("LITEQ_BROKER_URL") or \
-            os.environ.get("CELERY_BROKER_URL")
-        return str(url) if url else "sqlite:///liteq.db"
-
-    def _transport_options(self, url: str) -> dict[str, Any]:
-        conf = self.conf
-        return {
-            "synchronous": conf.sqlite_synchronous,
-            "busy_timeout": seconds(conf.sqlite_busy_timeout, "sqlite_busy_timeout"),
-            **(conf.broker_transport_options or {}),
-            "conf": conf,
-        }
+        """The broker's URL (``broker_url``, else ``LITEQ_BROKER_URL`` or
+        ``CELERY_BROKER_URL``, else ``sqlite:///liteq.db``)."""
+        return self.connections.broker_url
 
     @property
     def broker(self) -> Transport:
-        """The transport holding messages (opened on first use)."""
-        if self._broker is None:
-            with self._lock:
-                if self._broker is None:
-                    url = self.broker_url
-                    self._broker = transport_for(url, self._transport_options(url))
-        return self._broker
+        """The transport holding messages (opened on first use; see
+        :class:`~liteq.connections.Connections`).
+
+        Changing ``broker_url``, ``result_backend`` or their options later (by
+        attribute, ``conf.update``, an old upper-case name or ``config_from_object``)
+        closes it: the next use opens the new store, never the old one.
+        """
+        return self.connections.broker
 
     @property
     def backend(self) -> Transport:
-        """The transport holding results: the broker's unless ``result_backend`` differs."""
-        if self._backend is None:
-            with self._lock:
-                if self._backend is None:
-                    url = self.conf.result_backend
-                    if not url or _same_store(url, self.broker_url):
-                        self._backend = self.broker
-                    else:
-                        self._backend = transport_for(str(url), self._transport_options(url))
-        return self._backend
+        """The transport holding results: the broker's unless ``result_backend`` names
+        another store (see :func:`liteq.config.result_store`)."""
+        return self.connections.backend
 
     @property
     def results_with_broker(self) -> bool:
         """True when results are stored in the broker's own transactions."""
         return self.backend is self.broker
 
-    def _forget_transports(self) -> None:
-        with self._lock:
-            if self._broker is not None or self._backend is not None:
-                logger.debug("settings changed: transports will reopen")
-            for transport in {id(t): t for t in (self._broker, self._backend) if t}.values():
-                transport.close()
-            self._broker = self._backend = None
-
     def close(self) -> None:
         """Close this process's connections (reopened on next use)."""
-        self._forget_transports()
+        self.connections.close()
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
@@ -308,21 +304,52 @@ class LiteQ(Producer):
     def _create_task(self, fun: Callable[..., Any], **options: Any) -> Task[Any, Any]:
         if isinstance(fun, Task):
             return self.register_task(fun)
-        name = options.pop("name", None) or gen_task_name(
-            self.main, fun.__module__, fun.__name__
-        )
+        name = options.pop("name", None) or self.gen_task_name(fun.__name__, fun.__module__)
         options.pop("shared", None)
-        base = options.pop("base", None) or self.task_cls
+        base = options.pop("base", None) or self._task_base()
         task = make_task(fun, app=self, name=name, base=base, **options)
         self.tasks.register(task)
         return task
+
+    def gen_task_name(self, name: str, module: str) -> str:
+        """The name of a task made from function ``name`` of ``module`` when none is
+        given: ``module.name`` (a task in ``__main__`` takes the app's main name).
+        Override it in a subclass to name tasks your way, as in Celery.
+
+        Example:
+            >>> class MyCelery(Celery):
+            ...     def gen_task_name(self, name, module):
+            ...         if module.endswith(".tasks"):
+            ...             module = module[:-6]
+            ...         return super().gen_task_name(name, module)
+        """
+        return gen_task_name(self.main, module, name)
+
+    def _task_base(self) -> type[Task[Any, Any]]:
+        """``task_cls``, imported the first time a task needs it if it is a path.
+
+        Raises:
+            ImproperlyConfigured: the path does not name a subclass of ``liteq.Task``.
+        """
+        if isinstance(self.task_cls, str):
+            path = self.task_cls
+            try:
+                base = load_object(path)
+            except (ImportError, AttributeError) as exc:
+                raise ImproperlyConfigured(f"task_cls={path!r} cannot be imported: {exc}"
+                                           ) from exc
+            if not (isinstance(base, type) and issubclass(base, Task)):
+                raise ImproperlyConfigured(
+                    f"task_cls={path!r} must name a subclass of liteq.Task, not {base!r}")
+            self.task_cls = base
+        return self.task_cls
 
     def register_task(self, task: Any) -> Task[Any, Any]:
         """Register a task instance (or a Task subclass) made outside the decorator."""
         if isinstance(task, type):
             task = task()
         if not task.name:
-            task.name = gen_task_name(self.main, type(task).__module__, type(task).__name__)
+            task.name = self.gen_task_name(type(task).__name__, type(task).__module__)
         task.bind(self)
         self.tasks.register(task)
         return task  # type: ignore[no-any-return]
@@ -330,12 +357,12 @@ class LiteQ(Producer):
     def annotate(self, task: Task[Any, Any]) -> Task[Any, Any]:
         """Apply ``task_annotations`` to a task's class (once per settings change)."""
         key = ("annotated", id(task))
-        if self._cached(key, lambda: False):
+        if self._cache.get(key, lambda: False):
             return task
         for annotation in _annotations_for(self.conf.task_annotations, task):
             for attribute, value in annotation.items():
                 setattr(type(task), attribute, value)
-        self._cache[key] = True
+        self._cache.set(key, True)
         return task
 
     def task_finder(self, *, import_on_demand: bool) -> TaskFinder:
@@ -354,7 +381,22 @@ class LiteQ(Producer):
 
     def autodiscover_tasks(self, packages: Any = None, related_name: str = "tasks",
                            force: bool = False) -> None:
-        """Import ``<package>.tasks`` for each package (or Django's INSTALLED_APPS)."""
+        """Import ``<package>.tasks`` for each package (or each Django app), lazily.
+
+        As in Celery, the imports wait until the app is finalized (a worker or beat
+        starts) or, in a Django project, until Django's app registry is ready, so a
+        ``proj/celery.py`` may call this before Django is set up. ``force=True``
+        imports now. ``packages`` may be a callable returning the list.
+        """
+        if force or self._finalized:
+            self.discover(packages, related_name)
+            return
+        self.pending_discovery.append((packages, related_name))
+        for fixup in self.fixups:
+            fixup.on_discovery_requested()
+
+    def discover(self, packages: Any = None, related_name: str = "tasks") -> None:
+        """Import the task modules of ``packages`` (default: the Django apps) now."""
         if callable(packages):
             packages = packages()
         if packages is None:
@@ -367,16 +409,48 @@ class LiteQ(Producer):
                 if exc.name != module_name:
                     raise
 
+    def discover_pending(self) -> None:
+        """Run the ``autodiscover_tasks()`` calls still waiting."""
+        while self.pending_discovery:
+            packages, related_name = self.pending_discovery.pop(0)
+            self.discover(packages, related_name)
+
+    @property
+    def configured(self) -> bool:
+        """True once the settings were first read (``on_after_configure`` was sent)."""
+        return not isinstance(self.conf, PendingSettings)
+
+    def _configure(self) -> None:
+        """The settings are read for the first time: send ``on_configure`` and
+        ``on_after_configure`` (once; :class:`~liteq.config.PendingSettings` calls it)."""
+        self.on_configure.send(sender=self)
+        self._configured_receivers = self.on_after_configure.receivers
+        self.on_after_configure.send(sender=self, source=self.conf)
+
     def finalize(self) -> None:
-        """Import ``imports``/``include`` modules and run ``on_after_configure`` hooks."""
+        """Import the ``imports``/``include`` modules, configure the app if nothing has
+        read its settings yet (``on_configure``, ``on_after_configure``), then send
+        ``on_after_finalize``; each signal reaches each receiver once.
+
+        An ``on_after_configure`` handler in a module imported after the settings
+        were first read (a worker reads them before it imports ``include``) is called
+        here, once its module is imported.
+        """
         with self._lock:
             if self._finalized:
                 return
             self._finalized = True
-        self.on_configure.send(sender=self)
-        for module in (*tuple(self.conf.imports or ()), *tuple(self.conf.include or ())):
+        for fixup in self.fixups:  # errors stop here (Django: a bad setting, a bad app)
+            fixup.on_finalize()
+        conf = self.conf
+        for module in (*tuple(conf.peek("imports") or ()), *tuple(conf.peek("include") or ())):
             importlib.import_module(module)
-        self.on_after_configure.send(sender=self, source=self.conf)
+        self.discover_pending()
+        if isinstance(conf, PendingSettings):
+            conf.settle()
+        else:
+            self.on_after_configure.send_to_late(self._configured_receivers, sender=self,
+                                                 source=conf)
         self.on_after_finalize.send(sender=self)
 
     def add_periodic_task(self, schedule: Any, sig: Any, args: Iterable[Any] = (),
@@ -402,8 +476,10 @@ class LiteQ(Producer):
         if not isinstance(sig, Mapping) or "task" not in sig:
             raise ImproperlyConfigured(f"add_periodic_task needs a signature, not {sig!r}")
         key = name or repr(sig)
+        # Read without configuring: a call at import time must not run the handlers
+        # before the module has defined its tasks.
         self.conf.beat_schedule = {
-            **(self.conf.beat_schedule or {}),
+            **(self.conf.peek("beat_schedule") or {}),
             key: {
                 "schedule": schedule,
                 "task": sig["task"],
@@ -414,41 +490,119 @@ class LiteQ(Producer):
         }
         return key
 
+    # -- a worker inside the application ----------------------------------------------
+
+    def Worker(self, **options: Any) -> Any:
+        """A worker inside this application, not started yet: ``start()`` returns at
+        once (it runs in the background), ``stop(timeout=...)`` is a warm shutdown.
+
+        Args:
+            **options: ``pool`` (``"threads"``, ``"solo"`` or ``"prefork"``),
+                ``concurrency``, ``queues``, ``hostname`` and the rest of
+                :class:`liteq.worker.background.EmbeddedWorker`.
+
+        Example:
+            >>> worker = app.Worker(pool="threads", concurrency=4).start()  # doctest: +SKIP
+            >>> worker.stop(timeout=30)  # doctest: +SKIP
+        """
+        return embedding.worker()(self, **options)
+
+    def run_worker(self, **options: Any) -> Any:
+        """A context manager: a worker inside this application for the ``with`` block,
+        stopped warm at its end (options as :meth:`Worker`, and ``shutdown_timeout``).
+
+        Example:
+            >>> with app.run_worker(pool="threads", concurrency=4):  # doctest: +SKIP
+            ...     add.delay(2, 2).get(timeout=10)
+            4
+        """
+        return embedding.run_worker()(self, **options)
+
     # -- sending ---------------------------------------------------------------------
+
+    def send_task(
+        self, name: str, args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None, **options: Any,
+    ) -> _AsyncResult[Any]:
+        """Send a task by name, without importing its code (see
+        :meth:`Producer.send_task <liteq.producer.Producer.send_task>`).
+
+        Example:
+            >>> app.send_task("tasks.add", args=(2, 2)).get(timeout=10)  # doctest: +SKIP
+            4
+        """
+        return self.producer.send_task(name, args, kwargs, **options)
+
+    async def asend_task(
+        self, name: str, args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None, **options: Any,
+    ) -> _AsyncResult[Any]:
+        """``send_task()`` for asyncio (see
+        :meth:`Producer.asend_task <liteq.producer.Producer.asend_task>`).
+
+        Example:
+            >>> await app.asend_task("tasks.add", args=(2, 2))  # doctest: +SKIP
+        """
+        return await self.producer.asend_task(name, args, kwargs, **options)
+
+    def build_message(self, name: str, args: Iterable[Any] | None = None,
+                      kwargs: Mapping[str, Any] | None = None, **options: Any) -> Message:
+        """Turn a task call and its options into a message, not yet sent (see
+        :meth:`Producer.build_message <liteq.producer.Producer.build_message>`)."""
+        return self.producer.build_message(name, args, kwargs, **options)
+
+    def publish(self, messages: Sequence[Message], **options: Any) -> None:
+        """Store messages in one transaction, all or none (see
+        :meth:`Producer.publish <liteq.producer.Producer.publish>`)."""
+        self.producer.publish(messages, **options)
 
     def AsyncResult(self, task_id: str, **kwargs: Any) -> _AsyncResult[Any]:
         """The result of the task with this id (``app.AsyncResult(id).get()``)."""
-        return _AsyncResult(task_id, self, kwargs.get("task_name"))
+        return _AsyncResult(task_id, self, kwargs.get("task_name"), parent=kwargs.get("parent"))
 
-    def GroupResult(self, group_id: str, results: list[_AsyncResult[Any]]) -> _GroupResult:
-        """A group's result from its id and its tasks' results."""
-        return _GroupResult(group_id, results, app=self)
+    @property
+    def GroupResult(self) -> type[_GroupResult]:
+        """``GroupResult`` bound to this app: ``app.GroupResult(id, results)``, and
+        ``app.GroupResult.restore(id)`` for a group saved with ``save()``."""
+        return self._cache.get("GroupResult", lambda: _GroupResult.bound_to(self))
 
     def make_record(
         self, task_id: str, state: str, data: Any, *, task_name: str | None = None,
         worker: str | None = None, retries: int = 0, serializer: str | None = None,
     ) -> ResultRecord:
-        """A result record for ``data`` encoded with the result serializer."""
-        codec = serialization.get(serializer or self.conf.result_serializer)
-        return ResultRecord(
-            task_id=task_id, state=state, content_type=codec.content_type,
-            payload=codec.dumps(data), date_done=time.time(), task_name=task_name,
-            worker=worker, retries=retries, expires_in=self.result_expires,
-        )
+        """A result record for ``data`` encoded with the result serializer (see
+        :func:`liteq.records.build_record`, the one builder)."""
+        return build_record(self, task_id, state, data, task_name=task_name, worker=worker,
+                            retries=retries, serializer=serializer)
 
     # -- entry points ----------------------------------------------------------------
 
     def worker_main(self, argv: Sequence[str] | None = None) -> None:
         """Run a worker as ``liteq worker`` would, with ``argv`` as its options."""
-        from liteq.cli import main as cli_main  # the CLI sits above the app
-
-        cli_main(["worker", *(argv or [])], app=self)
+        command_line()(["worker", *(argv or [])], app=self)
 
     def start(self, argv: Sequence[str] | None = None) -> None:
         """Run the command line (``app.start()`` in a ``__main__`` block)."""
-        from liteq.cli import main as cli_main  # the CLI sits above the app
+        command_line()(list(argv) if argv is not None else None, app=self)
 
-        cli_main(list(argv) if argv is not None else None, app=self)
+
+def command_line() -> Callable[..., None]:
+    """The ``liteq`` command line, as installed: the ``liteq`` console script that
+    liteq's distribution registers (``[project.scripts]`` in pyproject.toml).
+
+    The CLI sits above the app and imports it; the app reaches the CLI only through
+    this registered entry point, so the layers keep one direction.
+
+    Raises:
+        ImproperlyConfigured: liteq is not installed (no ``liteq`` console script).
+    """
+    for entry in entry_points(group="console_scripts", name="liteq"):
+        if entry.value.startswith("liteq."):
+            return entry.load()  # type: ignore[no-any-return]
+    raise ImproperlyConfigured(
+        "app.start() and app.worker_main() need liteq installed (pip install liteq): "
+        "its 'liteq' console script is the command line they run"
+    )
 
 
 Celery = LiteQ
@@ -459,9 +613,6 @@ def _as_object(source: Any) -> Any:
     return load_object(source) if isinstance(source, str) else source
 
 
-def _same_store(url: Any, broker_url: str) -> bool:
-    text = str(url)
-    return text in ("rpc://", "rpc", broker_url) or text.startswith("rpc://")
 
 def _annotations_for(setting: Any, task: Task[Any, Any]) -> Iterator[Mapping[str, Any]]:
     if not setting:
@@ -482,7 +633,11 @@ def _annotations_for(setting: Any, task: Task[Any, Any]) -> Iterator[Mapping[str
 
 
 def _django_apps() -> list[str]:
+    """The packages of Django's installed apps (their AppConfig names when ready)."""
     try:
+        registry = load_object("django.apps:apps")
+        if registry.ready:
+            return [config.name for config in registry.get_app_configs()]
         settings = load_object("django.conf:settings")
         return list(settings.INSTALLED_APPS)
     except Exception:

@@ -169,7 +169,7 @@ class Beat:
             options = dict(definition.options)
             options["headers"] = {**options.get("headers", {}), "beat_entry": entry.name,
                                   "beat_tick": entry.next_run_at}
-            message = self.app.build_message(
+            message = self.app.producer.build_message(
                 definition.task, definition.args, definition.kwargs,
                 task=self.app.tasks.get(definition.task), **options,
             )

@@ -1,10 +1,18 @@
 """Signatures and the canvas: ``add.s(2, 2)``, ``chain(a.s(), b.s())``, ``group(...)``,
 ``chord(header)(body)``.
 
-A :class:`Signature` is a ``dict`` (task name, args, kwargs, options), as in Celery, so
-it can travel inside messages. A chain's later steps ride along in the first message
-and are published by the worker in the same transaction that stores each step's
-result; a group is published in one transaction.
+A :class:`~liteq.signatures.Signature` is a ``dict`` (task name, args, kwargs, options),
+as in Celery, so it can travel inside messages (``liteq.signatures``); the kinds that
+hold other signatures are here. Every kind of signature can :meth:`~Signature.freeze`
+(fix its task ids now and return the result it will have) and :meth:`~Signature.build`
+(the messages sending it publishes, ids frozen), so the client and a worker that sends
+a chain's next step build the same messages, and the handle the client holds is right.
+
+A chain's later steps ride along in the first message (its ``chain`` option) and are
+published by the worker in the same transaction that stores each step's result; the
+next step may be a task, a group or a chord. A group is published in one transaction.
+Nested chains are flattened, and a group followed by another step becomes a chord whose
+body is that step, as in Celery.
 
 A chord's header is a group whose messages carry the body. When a header task ends
 (stored as SUCCESS, FAILURE or REVOKED), the worker publishes a small
@@ -13,238 +21,44 @@ the task in the result store (:meth:`Transport.chord_part_done`), and the one th
 completes the count sends the body with the header's results in order, or records the
 body as FAILURE with :class:`ChordError` when one of them failed (``liteq.chords``).
 No process waits or polls for a chord.
+
+Eager mode (``task_always_eager``, or ``apply()`` on any signature) runs the whole
+canvas here, task by task, through :meth:`liteq.task.Task.apply`; nothing is published.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from liteq import _state
 from liteq.exceptions import ChordError, ImproperlyConfigured
+from liteq.messages import Message, new_id
 from liteq.result import AsyncResult, EagerResult, GroupResult
+from liteq.signatures import (
+    PUBLISH_OPTIONS,
+    Signature,
+    maybe_signature,
+    register_kind,
+    signature,
+    subtask,
+)
 from liteq.states import FAILURE, REVOKED
 
 if TYPE_CHECKING:
     from liteq.app import LiteQ
 
-
-class Signature(dict[str, Any]):
-    """A task call that can be passed around and sent later.
-
-    Example:
-        >>> sig = add.s(2, 2)  # doctest: +SKIP
-        >>> sig.delay().get(timeout=10)  # doctest: +SKIP
-        4
-        >>> (add.s(2, 2) | add.s(4)).delay().get(timeout=10)  # doctest: +SKIP
-        8
-    """
-
-    def __init__(
-        self,
-        task: Any = None,
-        args: Iterable[Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None,
-        options: Mapping[str, Any] | None = None,
-        subtask_type: str | None = None,
-        immutable: bool = False,
-        app: LiteQ | None = None,
-        **extra_options: Any,
-    ) -> None:
-        if isinstance(task, Mapping):  # rebuilding from a dict that travelled in a message
-            super().__init__(task)
-            self.setdefault("args", [])
-            self.setdefault("kwargs", {})
-            self.setdefault("options", {})
-            self._app = app
-            self._type = getattr(task, "_type", None)
-            return
-        name = task if isinstance(task, str) or task is None else task.name
-        super().__init__(
-            task=name,
-            args=list(args or ()),
-            kwargs=dict(kwargs or {}),
-            options={**(options or {}), **extra_options},
-            subtask_type=subtask_type,
-            immutable=immutable,
-        )
-        self._app = app or (getattr(task, "_app", None) if not isinstance(task, str) else None)
-        self._type = None if isinstance(task, str) else task
-
-    @classmethod
-    def of(cls, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-           immutable: bool = False) -> Signature:
-        """A signature of a task object (``add.s(...)``), built without the general path."""
-        sig = cls.__new__(cls)
-        dict.__init__(sig, task=task.name, args=list(args), kwargs=kwargs, options={},
-                      subtask_type=None, immutable=immutable)
-        sig._app = task._app
-        sig._type = task
-        return sig
-
-    # -- fields ----------------------------------------------------------------------
-
-    @property
-    def task(self) -> str:
-        return str(self["task"])
-
-    @property
-    def args(self) -> tuple[Any, ...]:
-        return tuple(self["args"])
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self["kwargs"])
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return self["options"]  # type: ignore[no-any-return]
-
-    @property
-    def immutable(self) -> bool:
-        return bool(self.get("immutable"))
-
-    @property
-    def id(self) -> str | None:
-        return self.options.get("task_id")
-
-    @property
-    def app(self) -> LiteQ:
-        if self._app is None:
-            self._app = _state.current_app()
-        return self._app
-
-    @property
-    def type(self) -> Any:
-        """The task object (looked up by name when the signature came from a message)."""
-        if self._type is None:
-            self._type = self.app.tasks.get(self.task)
-        return self._type
-
-    # -- building --------------------------------------------------------------------
-
-    def clone(
-        self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
-        **options: Any,
-    ) -> Signature:
-        """A copy with ``args`` prepended (unless immutable) and kwargs/options merged."""
-        new_args = list(self["args"])
-        new_kwargs = dict(self["kwargs"])
-        if not self.immutable:
-            new_args = list(args or ()) + new_args
-            new_kwargs.update(kwargs or {})
-        clone = Signature(dict(self, args=new_args, kwargs=new_kwargs,
-                               options={**self.options, **options}), app=self._app)
-        clone._type = self._type
-        return clone
-
-    def set(self, immutable: bool | None = None, **options: Any) -> Signature:
-        """Set options in place (``queue``, ``countdown``, ``priority``, ...)."""
-        if immutable is not None:
-            self["immutable"] = immutable
-        self.options.update(options)
-        return self
-
-    def freeze(self, _id: str | None = None) -> AsyncResult[Any]:
-        """Fix the task id now and return the result it will have."""
-        task_id = self.options.setdefault("task_id", _id or str(uuid.uuid4()))
-        return AsyncResult(task_id, self._app, self.task)
-
-    def link(self, callback: Signature) -> Signature:
-        """Run ``callback`` with this task's result when it succeeds."""
-        self.options.setdefault("link", []).append(dict(callback))
-        return callback
-
-    def link_error(self, errback: Signature) -> Signature:
-        """Run ``errback`` with this task's id when it fails."""
-        self.options.setdefault("link_error", []).append(dict(errback))
-        return errback
-
-    on_error = link_error
-
-    # -- sending ---------------------------------------------------------------------
-
-    def apply_async(
-        self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
-        **options: Any,
-    ) -> AsyncResult[Any]:
-        """Send the task, with extra leading ``args`` and merged kwargs and options."""
-        final = self.clone(args, kwargs, **options)
-        task = self.type
-        if task is not None:
-            return task.apply_async(final.args, final.kwargs, **final.options)  # type: ignore[no-any-return]
-        return self.app.send_task(final.task, final.args, final.kwargs, **final.options)
-
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
-        return self.apply_async(args, kwargs)
-
-    def apply(
-        self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
-        **options: Any,
-    ) -> AsyncResult[Any]:
-        """Run here and now (eager)."""
-        final = self.clone(args, kwargs, **options)
-        task = self.type
-        if task is None:
-            raise ImproperlyConfigured(f"task {self.task!r} is not registered in this process")
-        return task.apply(final.args, final.kwargs, **final.options)  # type: ignore[no-any-return]
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the task function directly (no message)."""
-        final = self.clone(args, kwargs)
-        return self.type(*final.args, **final.kwargs)
-
-    # ``|`` builds a chain, as in Celery (not dict's merge).
-    def __or__(self, other: Any) -> chain:  # type: ignore[override]
-        if isinstance(other, chain):
-            return chain(self, *other.tasks)
-        if isinstance(other, Signature):
-            return chain(self, other)
-        return NotImplemented
-
-    def __repr__(self) -> str:
-        kwargs = (f"{key}={value!r}" for key, value in self["kwargs"].items())
-        args = ", ".join([*map(repr, self["args"]), *kwargs])
-        return f"{self.task}({args}){'!' if self.immutable else ''}"
-
-
-def signature(varies: Any, *args: Any, app: LiteQ | None = None, **kwargs: Any) -> Signature:
-    """A signature from a task name, a task, a signature or a dict (one that travelled
-    in a message becomes a chain, group or chord again).
-
-    Example:
-        >>> signature("tasks.add", args=(2, 2), countdown=10)
-        tasks.add(2, 2)
-    """
-    if isinstance(varies, Mapping) and not args and not kwargs:
-        if isinstance(varies, Signature):
-            return varies
-        subtask_type = varies.get("subtask_type")
-        options = varies.get("options") or {}
-        if subtask_type == "chain":
-            return chain(*[signature(t, app=app) for t in varies["kwargs"]["tasks"]],
-                         app=app, **options)
-        if subtask_type == "group":
-            return group(*[signature(t, app=app) for t in varies["kwargs"]["tasks"]],
-                         app=app, **options)
-        if subtask_type == "chord":
-            body = varies["kwargs"].get("body")
-            return chord([signature(t, app=app) for t in varies["kwargs"]["header"]],
-                         signature(body, app=app) if body is not None else None,
-                         app=app, **options)
-        return Signature(varies, app=app)
-    sig = Signature(varies, *args, **kwargs)
-    sig._app = app or sig._app
-    return sig
-
-
-maybe_signature = signature
-subtask = signature
+#: The task that counts a finished header task and sends a chord's body
+#: (registered in every app by :mod:`liteq.chords`).
+CHORD_UNLOCK = "liteq.chord_unlock"
+#: The body given to a group that replaces a task: it returns the group's results.
+ACCUMULATE = "liteq.accumulate"
 
 
 class chain(Signature):
     """Tasks run one after another, each receiving the previous one's result.
+
+    Chains given as steps are flattened; the result is the last step's, and its
+    ``parent`` is the step before (``res.parent.parent`` ... back to the first).
 
     Example:
         >>> chain(add.s(2, 2), add.s(4), add.s(8))().get(timeout=10)  # doctest: +SKIP
@@ -254,7 +68,7 @@ class chain(Signature):
     def __init__(self, *tasks: Any, app: LiteQ | None = None, **options: Any) -> None:
         if len(tasks) == 1 and not isinstance(tasks[0], Mapping):
             tasks = tuple(tasks[0])
-        steps = _upgrade_groups([signature(t) for t in tasks])
+        steps = _upgrade_groups(_flatten([signature(t, app=app).unroll() for t in tasks]))
         super().__init__("liteq.chain", (), {"tasks": steps}, options, subtask_type="chain",
                          app=app or next((s._app for s in steps if s._app), None))
 
@@ -262,46 +76,69 @@ class chain(Signature):
     def tasks(self) -> list[Signature]:
         return list(self["kwargs"]["tasks"])
 
+    def freeze(self, _id: str | None = None) -> Any:
+        """Fix every step's ids now; the result is the last step's (``_id`` is its id),
+        each result's ``parent`` the one of the step before."""
+        return _freeze_steps(self.tasks, _id)
+
+    def build(
+        self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> tuple[list[Message], Any]:
+        steps = [deep_copy(step) for step in self.tasks]
+        if not steps:
+            raise ImproperlyConfigured("an empty chain has nothing to run")
+        merged = {**self.options, **options}
+        _spread_links(steps, merged)
+        task_id = merged.pop("task_id", None)
+        result = _freeze_steps(steps, task_id)
+        first = with_chain(steps[0], steps[1:])
+        messages, _ = first.build(args, kwargs, **merged)
+        return messages, result
+
     def apply_async(
         self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
         **options: Any,
-    ) -> AsyncResult[Any]:
-        steps = [_copy(step) for step in self.tasks]
-        if not steps:
-            raise ImproperlyConfigured("an empty chain has nothing to run")
-        first, rest = steps[0], steps[1:]
-        merged = {**self.options, **options}
-        if isinstance(first, group):  # a chain of one group is that group
-            return first.apply_async(args, kwargs, **merged)  # type: ignore[return-value]
-        for step in rest:
-            step.freeze()
-        if isinstance(first, chord):  # a group led the chain: the rest follows its body
-            return first.apply_async(args, kwargs, body=_chained(first.body, rest), **merged)
-        first.freeze()
-        if rest:
-            first.options["chain"] = [dict(step) for step in rest]
-        first.apply_async(args, kwargs, **merged)
-        return AsyncResult(steps[-1].id or "", self.app, steps[-1].task)
+    ) -> Any:
+        if self.app.conf.task_always_eager:
+            return self.apply(args, kwargs, **options)
+        return self._publish(options, args, kwargs)
 
     def apply(
         self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
         **options: Any,
-    ) -> AsyncResult[Any]:
-        result: AsyncResult[Any] | None = None
-        for index, step in enumerate(self.tasks):
-            step_args = args if index == 0 else (result.get(),) if result is not None else ()
-            result = step.apply(step_args, kwargs if index == 0 else None, **options)
-        assert result is not None
+    ) -> Any:
+        """Run the steps here, one after another; a failed step ends the chain (its
+        result is returned, so ``get()`` raises its error)."""
+        steps = [deep_copy(step) for step in self.tasks]
+        if not steps:
+            raise ImproperlyConfigured("an empty chain has nothing to run")
+        for option in PUBLISH_OPTIONS:
+            options.pop(option, None)
+        merged = {**self.options, **options}
+        _spread_links(steps, merged)
+        if "task_id" in merged:
+            steps[-1].freeze(merged.pop("task_id"))
+        result: Any = None
+        for index, step in enumerate(steps):
+            if index == 0:
+                current = step.apply(args, kwargs, **merged)
+            else:
+                current = step.apply((result.get(propagate=False,
+                                                 disable_sync_subtasks=False),))
+            result = attach_parent(current, result)
+            if _failed(result):
+                break
         return result
 
-    def __call__(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.apply_async(args, kwargs)
 
     def __or__(self, other: Any) -> chain:  # type: ignore[override]
         if isinstance(other, chain):
-            return chain(*self.tasks, *other.tasks)
+            return chain(*self.tasks, *other.tasks, app=self._app)
         if isinstance(other, Signature):
-            return chain(*self.tasks, other)
+            return chain(*self.tasks, other, app=self._app)
         return NotImplemented
 
     def __repr__(self) -> str:
@@ -311,6 +148,8 @@ class chain(Signature):
 class group(Signature):
     """Tasks run in parallel; sending the group publishes all of them in one transaction.
 
+    Members may be chains; nested groups are flattened, as in Celery.
+
     Example:
         >>> group(add.s(i, i) for i in range(10))().get(timeout=10)  # doctest: +SKIP
         [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
@@ -319,7 +158,10 @@ class group(Signature):
     def __init__(self, *tasks: Any, app: LiteQ | None = None, **options: Any) -> None:
         if len(tasks) == 1 and not isinstance(tasks[0], Mapping):
             tasks = tuple(tasks[0])
-        steps = [signature(t) for t in tasks]
+        steps: list[Signature] = []
+        for task in tasks:
+            step = signature(task, app=app).unroll()
+            steps.extend(step.tasks if isinstance(step, group) else [step])
         super().__init__("liteq.group", (), {"tasks": steps}, options, subtask_type="group",
                          app=app or next((s._app for s in steps if s._app), None))
 
@@ -327,45 +169,92 @@ class group(Signature):
     def tasks(self) -> list[Signature]:
         return list(self["kwargs"]["tasks"])
 
-    # A group's results are a GroupResult, as in Celery: it narrows the return type.
-    def apply_async(  # type: ignore[override]
+    def freeze(self, _id: str | None = None) -> Any:
+        """Fix the group id and every member's ids now; returns the GroupResult."""
+        if _id is not None:
+            self.options["group_id"] = _id
+        group_id = self.options.setdefault("group_id", new_id())
+        results = []
+        for member in self.tasks:
+            if not isinstance(member, chain):
+                member.options["group_id"] = group_id
+            results.append(member.freeze())
+        return GroupResult(group_id, results, app=self._app)
+
+    def build(
         self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
         **options: Any,
-    ) -> GroupResult:
-        group_id = options.pop("group_id", None) or str(uuid.uuid4())
-        app = self.app
+    ) -> tuple[list[Message], Any]:
         extra = {**self.options, **options}
-        steps = self.tasks
-        if args or kwargs or extra:
-            steps = [step.clone(args, kwargs, **extra) for step in steps]
-        if not steps:
-            return GroupResult(group_id, [], app=app)
-        first = steps[0]
-        if all(step["task"] == first["task"] and step["options"] == first["options"]
-               for step in steps):
-            # One task, one set of options: resolve them once, publish in one transaction.
-            ids, ignored = app.publish_calls(
-                first.task, [(step["args"], step["kwargs"]) for step in steps],
-                task=first.type, group_id=group_id, **first.options,
-            )
-            results: list[AsyncResult[Any]] = [
-                AsyncResult(task_id, app, first.task, ignored=ignored) for task_id in ids
-            ]
-            return GroupResult(group_id, results, app=app)
-        messages = [app.build_message(step.task, step.args, step.kwargs, task=step.type,
-                                      group_id=group_id, **step.options) for step in steps]
-        app.publish(messages)
-        results = [AsyncResult(m.id, app, m.task, ignored=m.ignore_result) for m in messages]
-        return GroupResult(group_id, results, app=app)
+        group_id = extra.pop("group_id", None) or new_id()
+        extra.pop("task_id", None)
+        messages: list[Message] = []
+        results = []
+        for member in self.tasks:
+            if not isinstance(member, chain):
+                extra["group_id"] = group_id
+            else:
+                extra.pop("group_id", None)
+            built, result = member.build(args, kwargs, **extra)
+            messages.extend(built)
+            results.append(result)
+        return messages, GroupResult(group_id, results, app=self._app)
 
-    def apply(  # type: ignore[override]
+    # A group's results are a GroupResult, as in Celery.
+    def apply_async(
         self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
         **options: Any,
-    ) -> GroupResult:
-        results = [step.apply(args, kwargs, **options) for step in self.tasks]
-        return GroupResult(str(uuid.uuid4()), results, app=self._app)
+    ) -> Any:
+        app = self.app
+        if app.conf.task_always_eager:
+            return self.apply(args, kwargs, **options)
+        steps = self.tasks
+        extra = {**self.options, **options}
+        first = steps[0] if steps else None
+        if first is not None and not isinstance(first, (chain, group, chord)) and all(
+                step["task"] == first["task"] and step["options"] == first["options"]
+                and "task_id" not in step["options"] for step in steps):
+            # One task, one set of options: resolve them once, publish in one transaction.
+            group_id = extra.pop("group_id", None) or new_id()
+            final = [step.clone(args, kwargs, **extra) for step in steps]
+            ids, ignored = app.producer.publish_calls(
+                first.task, [(step["args"], step["kwargs"]) for step in final],
+                task=first.type, group_id=group_id, **final[0].options,
+            )
+            return GroupResult(group_id, [AsyncResult(task_id, app, first.task, ignored=ignored)
+                                          for task_id in ids], app=app)
+        return self._publish(options, args, kwargs)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> GroupResult:
+    def apply(
+        self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        for option in PUBLISH_OPTIONS:
+            options.pop(option, None)
+        extra = {**self.options, **options}
+        group_id = extra.pop("group_id", None) or new_id()
+        extra.pop("task_id", None)
+        results = [member.apply(args, kwargs, **extra) if isinstance(member, chain)
+                   else member.apply(args, kwargs, **extra, group_id=group_id)
+                   for member in self.tasks]
+        return GroupResult(group_id, results, app=self._app)
+
+    def skew(self, start: float = 1.0, stop: float | None = None,
+             step: float = 1.0) -> group:
+        """Spread the members' start: countdowns ``start``, ``start + step``, ... (the
+        last repeated once ``stop`` is reached), as Celery's ``group.skew``.
+
+        Example:
+            >>> group(add.s(i, i) for i in range(10)).skew(start=1, stop=5)()  # doctest: +SKIP
+        """
+        countdown = float(start)
+        for member in self.tasks:
+            member.set(countdown=countdown)
+            if stop is None or countdown + step <= stop:
+                countdown += step
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.apply_async(args, kwargs)
 
     def __repr__(self) -> str:
@@ -378,7 +267,8 @@ class chord(Signature):
 
     The body runs once. When a header task fails or is revoked, the body does not run:
     its result is FAILURE with :class:`~liteq.exceptions.ChordError`, and its
-    ``link_error`` callbacks are sent.
+    ``link_error`` callbacks are sent. Header members may be chains; the body may be
+    any signature (a chain, a group, another chord).
 
     Example:
         >>> chord(add.s(i, i) for i in range(10))(tsum.s()).get(timeout=10)  # doctest: +SKIP
@@ -392,15 +282,15 @@ class chord(Signature):
         if isinstance(header, group):
             steps = header.tasks
         else:
-            steps = [signature(step) for step in
+            steps = [signature(step, app=app).unroll() for step in
                      ([header] if isinstance(header, Mapping) else header)]
         for step in steps:
-            if step.get("subtask_type") in ("chain", "group", "chord"):
+            if isinstance(step, (group, chord)):
                 raise ImproperlyConfigured(
-                    f"a chord's header takes task signatures, not a {step['subtask_type']} "
-                    f"({step!r})"
+                    f"a chord's header takes task signatures and chains, not a "
+                    f"{step['subtask_type']} ({step!r})"
                 )
-        body = signature(body) if body is not None else None
+        body = signature(body, app=app) if body is not None else None
         super().__init__("liteq.chord", (), {"header": steps, "body": body}, options,
                          subtask_type="chord",
                          app=app or next((s._app for s in [*steps, body] if s and s._app), None))
@@ -412,133 +302,242 @@ class chord(Signature):
     @property
     def body(self) -> Signature | None:
         body = self["kwargs"].get("body")
-        return None if body is None else signature(body)
+        return None if body is None else signature(body, app=self._app)
 
     def _body_or(self, body: Any) -> Signature:
         """The body given now, else the chord's own."""
-        found = signature(body) if body is not None else self.body
+        found = signature(body, app=self._app) if body is not None else self.body
         if found is None:
             raise ImproperlyConfigured(
                 "a chord needs a body: chord(header)(callback) or chord(header, callback)"
             )
         return found
 
-    # A chord's result is its body's (an AsyncResult whose ``parent`` is the header's
-    # GroupResult), as in Celery.
+    def freeze(self, _id: str | None = None) -> Any:
+        """Fix the header's and the body's ids now; the result is the body's, its
+        ``parent`` the header's GroupResult."""
+        body = self._body_or(None)
+        self["kwargs"]["body"] = body
+        header = group(*self.header, app=self._app)
+        if "group_id" in self.options:
+            header.options["group_id"] = self.options["group_id"]
+        header_result = header.freeze()
+        self.options["group_id"] = header_result.id
+        return attach_parent(body.freeze(_id), header_result)
+
+    # A chord's result is its body's (its ``parent`` is the header's GroupResult).
+    def build(
+        self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+        body: Any = None, **options: Any,
+    ) -> tuple[list[Message], Any]:
+        app = self.app
+        body = deep_copy(self._body_or(body))
+        extra = {**self.options, **options}
+        for key in ("link", "link_error"):
+            if key in extra:
+                body.options[key] = [*body.options.get(key, ()), *extra.pop(key)]
+        result = body.freeze(extra.pop("task_id", None))
+        group_id = extra.pop("group_id", None) or new_id()
+        steps = [deep_copy(step) for step in self.header]
+        if not steps:  # nothing to wait for: the body gets an empty list now, as in Celery
+            messages, _ = body.build(([],))
+            return messages, attach_parent(result, GroupResult(group_id, [], app=app))
+        spec = {"id": group_id, "size": len(steps), "body": dict(body)}
+        messages = []
+        members = []
+        for index, step in enumerate(steps):
+            # Header tasks always store their results: the body is made of them.
+            last = step.tasks[-1] if isinstance(step, chain) else step
+            last.options.update(chord=spec, group_index=index, group_id=group_id,
+                                ignore_result=False)
+            built, member = step.build(args, kwargs, **extra)
+            messages.extend(built)
+            members.append(member)
+        return messages, attach_parent(result, GroupResult(group_id, members, app=app))
+
     def apply_async(
         self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
         body: Any = None, **options: Any,
-    ) -> AsyncResult[Any]:
-        body = self._body_or(body)
-        app = self.app
-        if app.conf.task_always_eager:
+    ) -> Any:
+        if self.app.conf.task_always_eager:
             for option in ("task_id", "group_id"):  # ids of a sent chord, not of each task
                 options.pop(option, None)
             return self.apply(args, kwargs, body=body, **options)
-        body = _copy(body)
-        result = _freeze(body, options.pop("task_id", None))
-        group_id = options.pop("group_id", None) or str(uuid.uuid4())
-        extra = {**self.options, **options}
-        steps = [step.clone(args, kwargs, **extra) for step in self.header]
-        if not steps:  # nothing to wait for: the body gets an empty list now, as in Celery
-            body.apply_async(([],))
-            result.parent = GroupResult(group_id, [], app=app)
-            return result
-        spec = {"id": group_id, "size": len(steps), "body": dict(body)}
-        # Header tasks always store their results: the body is made of them.
-        messages = [app.build_message(step.task, step.args, step.kwargs, task=step.type,
-                                      **{**step.options, "group_id": group_id,
-                                         "group_index": index, "chord": spec,
-                                         "ignore_result": False})
-                    for index, step in enumerate(steps)]
-        app.publish(messages)
-        result.parent = GroupResult(group_id, [AsyncResult(m.id, app, m.task) for m in messages],
-                                    app=app)
-        return result
+        if body is not None:
+            return chord(self.header, body, app=self._app, **self.options)._publish(
+                options, args, kwargs)
+        return self._publish(options, args, kwargs)
 
     def apply(
         self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
         body: Any = None, **options: Any,
-    ) -> AsyncResult[Any]:
+    ) -> Any:
         """Run the header and then the body here and now (eager)."""
-        body = self._body_or(body)
+        body = deep_copy(self._body_or(body))
+        for option in PUBLISH_OPTIONS:
+            options.pop(option, None)
         header = group(*self.header, app=self._app).apply(args, kwargs, **options)
         for member in header:
-            if not member.successful():
+            if _failed(member) or not member.ready():
                 error = dependency_error(member)
-                last = body.tasks[-1] if isinstance(body, chain) else body
-                result: AsyncResult[Any] = EagerResult(
-                    last.id or str(uuid.uuid4()), error, FAILURE,
-                    f"{type(error).__name__}: {error}", app=self._app, task_name=last.task)
+                last = last_task(body)
+                result: Any = EagerResult(
+                    last.id or new_id(), error, FAILURE, f"{type(error).__name__}: {error}",
+                    app=self._app, task_name=last.task)
+                first = body.tasks[0] if isinstance(body, chain) else body
+                for errback in [*first.options.get("link_error", ()),
+                                *(body.options.get("link_error", ()) if first is not body
+                                  else ())]:
+                    signature(errback, app=self._app).apply((first.id or result.id,))
                 break
         else:
-            result = body.apply(([member.get(disable_sync_subtasks=False) for member in header],))
-        result.parent = header
-        return result
+            values = [member.get(disable_sync_subtasks=False) for member in header]
+            result = body.apply((values,))
+        return attach_parent(result, header)
 
-    def __call__(self, body: Any = None, **options: Any) -> AsyncResult[Any]:
+    def __call__(self, body: Any = None, **options: Any) -> Any:
         return self.apply_async(body=body, **options)
 
     def __or__(self, other: Any) -> chain:  # type: ignore[override]
-        return chain(self, other)
+        return chain(self, other, app=self._app)
 
     def __repr__(self) -> str:
         header = ", ".join(repr(step) for step in self.header)
         return f"chord([{header}], {self.body!r})"
 
 
+register_kind("chain", lambda d, app: chain(
+    *[signature(t, app=app) for t in d["kwargs"]["tasks"]], app=app, **(d.get("options") or {})))
+register_kind("group", lambda d, app: group(
+    *[signature(t, app=app) for t in d["kwargs"]["tasks"]], app=app, **(d.get("options") or {})))
+register_kind("chord", lambda d, app: chord(
+    [signature(t, app=app) for t in d["kwargs"]["header"]],
+    signature(d["kwargs"]["body"], app=app) if d["kwargs"].get("body") is not None else None,
+    app=app, **(d.get("options") or {})))
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def _flatten(steps: list[Signature]) -> list[Signature]:
+    """A chain's steps with nested chains spliced in (``chain(chain(a, b), c)``), and a
+    group of one task unrolled to that task, as Celery does."""
+    flat: list[Signature] = []
+    for step in steps:
+        if isinstance(step, group) and len(step.tasks) == 1 and len(steps) > 1:
+            step = step.tasks[0].clone(**step.options)
+        flat.extend(_flatten(step.tasks) if isinstance(step, chain) else [step])
+    return flat
+
+
 def _upgrade_groups(steps: list[Signature]) -> list[Signature]:
-    """A chain's group followed by another step becomes a chord (as in Celery)."""
+    """A group followed by another step becomes a chord with that step as its body, and
+    a chord without a body takes the next step as body (as in Celery)."""
     upgraded: list[Signature] = []
-    for index, step in enumerate(steps):
-        if isinstance(step, group):
-            if index + 1 == len(steps):
-                if index == 0:  # a chain of just a group
-                    upgraded.append(step)
-                    continue
-                raise ImproperlyConfigured(
-                    "a group can end a chain only on its own; add a step after it (a chord) "
-                    "or send it from a task"
-                )
-            step = chord(step.tasks, app=step._app)
-        if isinstance(step, chord) and index > 0:
-            raise ImproperlyConfigured(
-                "a group or chord runs only at the start of a chain: send it from a task "
-                "of the chain instead"
-            )
+    for step in reversed(steps):
+        if upgraded and isinstance(step, group):
+            step = chord(step.tasks, upgraded.pop(), app=step._app, **step.options)
+        elif upgraded and isinstance(step, chord) and step.body is None:
+            step = chord(step.header, upgraded.pop(), app=step._app, **step.options)
         upgraded.append(step)
-    if len(upgraded) > 1 and isinstance(upgraded[0], chord) and upgraded[0].body is None:
-        first = chord(upgraded[0].header, upgraded[1], app=upgraded[0]._app,
-                      **upgraded[0].options)
-        upgraded = [first, *upgraded[2:]]
-    return upgraded
+    return upgraded[::-1]
 
 
-def _copy(sig: Signature) -> Signature:
+def _freeze_steps(steps: list[Signature], last_id: str | None) -> Any:
+    """Freeze a chain's steps in place; the last step's result, parents linked."""
+    result: Any = None
+    for index, step in enumerate(steps):
+        frozen = step.freeze(last_id if index == len(steps) - 1 else None)
+        result = attach_parent(frozen, result)
+    return result
+
+
+def with_chain(step: Signature, rest: list[Signature] | list[Any]) -> Signature:
+    """``step`` followed by the chain steps ``rest`` (frozen signatures or their dicts):
+    a task carries them in its ``chain`` option, a chord's body goes on with them."""
+    if not rest:
+        return step
+    if isinstance(step, chord):
+        body = step._body_or(None)
+        return chord(step.header, with_chain(body, rest), app=step._app, **step.options)
+    if isinstance(step, chain):
+        return chain(*step.tasks, *[signature(s, app=step._app) for s in rest],
+                     app=step._app, **step.options)
+    if isinstance(step, group):  # a group followed by more steps is a chord
+        body = with_chain(signature(rest[0], app=step._app), list(rest[1:]))
+        return chord(step.tasks, body, app=step._app, **step.options)
+    step = step.clone()
+    step.options["chain"] = [*(dict(s) for s in rest), *step.options.get("chain", ())]
+    return step
+
+
+def link_error_everywhere(sig: Signature, errback: Signature) -> None:
+    """Add ``errback`` to every task ``sig`` runs after it is sent (a chain's steps, a
+    chord's body), so a failure anywhere calls it."""
+    if isinstance(sig, (chain, group)):
+        for step in sig.tasks:
+            link_error_everywhere(step, errback)
+    elif isinstance(sig, chord):
+        link_error_everywhere(sig._body_or(None), errback)
+    else:
+        sig.link_error(errback)
+
+
+def _spread_links(steps: list[Signature], options: dict[str, Any]) -> None:
+    """A chain's ``link`` runs after its last step; its ``link_error`` on any step."""
+    links = options.pop("link", None)
+    if links:
+        last = steps[-1]
+        for link in links if isinstance(links, (list, tuple)) else [links]:
+            last.link(signature(link))
+    errbacks = options.pop("link_error", None)
+    if errbacks:
+        for step in steps:
+            for errback in errbacks if isinstance(errbacks, (list, tuple)) else [errbacks]:
+                step.link_error(signature(errback))
+
+
+def deep_copy(sig: Signature) -> Signature:
     """A copy to freeze and send, keeping what kind of signature it is."""
     if isinstance(sig, chain):
-        return chain(*[_copy(step) for step in sig.tasks], app=sig._app, **sig.options)
+        return chain(*[deep_copy(step) for step in sig.tasks], app=sig._app, **sig.options)
     if isinstance(sig, group):
-        return group(*[step.clone() for step in sig.tasks], app=sig._app, **sig.options)
+        return group(*[deep_copy(step) for step in sig.tasks], app=sig._app, **sig.options)
     if isinstance(sig, chord):
-        return chord([step.clone() for step in sig.header],
-                     _copy(sig.body) if sig.body is not None else None, app=sig._app,
+        return chord([deep_copy(step) for step in sig.header],
+                     deep_copy(sig.body) if sig.body is not None else None, app=sig._app,
                      **sig.options)
-    return sig.clone()
+    copy = sig.clone()
+    for key in ("link", "link_error", "chain"):
+        if key in copy.options:
+            copy.options[key] = list(copy.options[key])
+    return copy
 
 
-def _freeze(body: Signature, task_id: str | None) -> AsyncResult[Any]:
-    """Fix the ids of a chord's body now; the result is its last task's."""
-    steps = body.tasks if isinstance(body, chain) else [body]
-    for step in steps[:-1]:
-        step.freeze()
-    return steps[-1].freeze(task_id)
+def last_task(sig: Signature) -> Signature:
+    """The task whose result is the signature's (a chain's last, a chord's body's)."""
+    if isinstance(sig, chain):
+        return last_task(sig.tasks[-1])
+    if isinstance(sig, chord):
+        return last_task(sig._body_or(None))
+    return sig
 
 
-def _chained(body: Signature | None, rest: list[Signature]) -> Signature:
-    if body is None:
-        raise ImproperlyConfigured("a chord needs a body")
-    return chain(body, *rest) if rest else body
+def attach_parent(result: Any, parent: Any) -> Any:
+    """Set ``parent`` as the parent of the first result ``result`` descends from."""
+    if parent is None:
+        return result
+    node = result
+    while getattr(node, "parent", None) is not None:
+        node = node.parent
+    node.parent = parent
+    return result
+
+
+def _failed(result: Any) -> bool:
+    if isinstance(result, GroupResult):
+        return any(_failed(member) for member in result)
+    return bool(result.state in (FAILURE, REVOKED))
 
 
 def dependency_error(member: AsyncResult[Any]) -> ChordError:
@@ -551,10 +550,15 @@ def dependency_error(member: AsyncResult[Any]) -> ChordError:
 
 __all__ = [
     "Signature",
+    "attach_parent",
     "chain",
     "chord",
+    "deep_copy",
     "group",
+    "last_task",
+    "link_error_everywhere",
     "maybe_signature",
     "signature",
     "subtask",
+    "with_chain",
 ]

@@ -12,12 +12,14 @@ import difflib
 import importlib
 import inspect
 import warnings
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from liteq.exceptions import ImproperlyConfigured
+
+T = TypeVar("T")
 
 
 class UnknownSettingWarning(UserWarning):
@@ -56,7 +58,10 @@ _PUBLISH_RETRY_POLICY = {
 OPTIONS: dict[str, Option] = {
     # -- broker and results ----------------------------------------------------------
     "broker_url": _o(None, "BROKER_URL", doc="sqlite:///path.db, a plain path, or redis://"),
-    "result_backend": _o(None, "CELERY_RESULT_BACKEND", doc="defaults to the broker"),
+    "result_backend": _o(None, "CELERY_RESULT_BACKEND",
+                         doc="the broker's store when unset (also rpc://, and django-db or "
+                             "django-cache with a warning); sqlite:///, db+sqlite:/// or "
+                             "redis:// name another (see result_store)"),
     "broker_transport_options": _o({}, "BROKER_TRANSPORT_OPTIONS", type=dict,
                                    doc="visibility_timeout (lease seconds, default 60)"),
     "result_backend_transport_options": _o({}, type=dict),
@@ -75,6 +80,7 @@ OPTIONS: dict[str, Option] = {
     "result_serializer": _o("json", "CELERY_RESULT_SERIALIZER"),
     "result_accept_content": _o(None, "CELERY_RESULT_ACCEPT_CONTENT"),
     "result_extended": _o(False, "CELERY_RESULT_EXTENDED"),
+    "console_hidden_tasks": _o((), doc="task name globs the console hides arguments of"),
     "result_cache_max": _o(-1, "CELERY_MAX_CACHED_RESULTS", noop=True),
     "result_persistent": _o(None, "CELERY_RESULT_PERSISTENT", noop=True),
     "result_exchange": _o("celeryresults", "CELERY_RESULT_EXCHANGE", noop=True),
@@ -150,8 +156,10 @@ OPTIONS: dict[str, Option] = {
         "[%(asctime)s: %(levelname)s/%(processName)s] %(task_name)s[%(task_id)s]: %(message)s",
         "CELERYD_TASK_LOG_FORMAT"),
     "worker_log_color": _o(None, "CELERYD_LOG_COLOR"),
-    "worker_redirect_stdouts": _o(True, "CELERY_REDIRECT_STDOUTS"),
-    "worker_redirect_stdouts_level": _o("WARNING", "CELERY_REDIRECT_STDOUTS_LEVEL"),
+    "worker_redirect_stdouts": _o(True, "CELERY_REDIRECT_STDOUTS",
+                                  doc="print() in tasks is logged (to stderr or -f)"),
+    "worker_redirect_stdouts_level": _o("WARNING", "CELERY_REDIRECT_STDOUTS_LEVEL",
+                                        doc="the level print() in tasks is logged at"),
     "worker_lost_wait": _o(10.0, "CELERYD_WORKER_LOST_WAIT"),
     "worker_proc_alive_timeout": _o(4.0, "CELERYD_PROC_ALIVE_TIMEOUT"),
     "worker_heartbeat_interval": _o(None, "LITEQ_WORKER_HEARTBEAT_INTERVAL",
@@ -229,6 +237,70 @@ def seconds(value: Any, name: str) -> float | None:
         raise ImproperlyConfigured(
             f"setting {name!r} must be a number of seconds or a timedelta, not {value!r}"
         ) from None
+
+
+#: ``result_backend`` values of django-celery-results: the broker's store, with a warning.
+DJANGO_RESULT_BACKENDS = frozenset({"django-db", "django-cache"})
+
+#: Celery's result backends (by alias or URL scheme) that liteq has not got.
+UNAVAILABLE_RESULT_BACKENDS = frozenset({
+    "amqp", "cache", "memcached", "pylibmc", "sentinel", "mongodb", "db", "database",
+    "elasticsearch", "cassandra", "couchbase", "couchdb", "cosmosdbsql", "riak", "disabled",
+    "consul", "dynamodb", "azureblockblob", "arangodb", "s3", "gcs", "gs",
+})
+
+
+def result_store(value: Any) -> str | None:
+    """Where results go for a ``result_backend`` value: None for the broker's own store,
+    else the URL of a store (``sqlite:///...``, a path, ``redis://...``).
+
+    ``rpc://`` (results sent back to the caller) means the broker's store, as does
+    django-celery-results' ``django-db``/``django-cache`` (with a warning: liteq keeps
+    results in its store, not in Django's database or cache). SQLAlchemy's
+    ``db+sqlite:///results.db`` is that SQLite file.
+
+    Example:
+        >>> result_store("rpc://") is None
+        True
+        >>> result_store("db+sqlite:///results.db")
+        'sqlite:///results.db'
+
+    Raises:
+        ImproperlyConfigured: a result backend liteq has not got (``amqp://``,
+            ``db+postgresql://``, ``cache+memcached://``, ``mongodb://``, ``disabled``...).
+    """
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    scheme, sep, rest = text.partition("://")
+    name = (scheme if sep else text).lower()
+    if name == "rpc":
+        return None
+    if name in DJANGO_RESULT_BACKENDS:
+        warnings.warn(
+            f"result_backend {text!r} (django-celery-results) is not available in liteq: "
+            "results are stored with the broker's messages (liteq result, "
+            "AsyncResult(id) read them there)",
+            UnsupportedSettingWarning,
+            stacklevel=3,
+        )
+        return None
+    if name == "db+sqlite":
+        return f"sqlite://{rest}"
+    if not sep and name in ("redis", "rediss"):
+        raise ImproperlyConfigured(
+            f"result_backend {text!r} names no server: write a URL, redis://host:6379/0"
+        )
+    kind = name.partition("+")[0]
+    if kind in UNAVAILABLE_RESULT_BACKENDS or name.startswith(("db+", "cache+")):
+        hint = ("; to keep no results set task_ignore_result=True" if name == "disabled"
+                else "")
+        raise ImproperlyConfigured(
+            f"result_backend {text!r} is not available in liteq: leave result_backend unset "
+            "(or rpc://) to keep results with the broker, or name a SQLite file "
+            f"(sqlite:///results.db) or a redis:// URL{hint}"
+        )
+    return text
 
 
 class Settings(MutableMapping[str, Any]):
@@ -317,6 +389,19 @@ class Settings(MutableMapping[str, Any]):
         for name, value in items.items():
             self._set(name, value, stacklevel=3)
 
+    def peek(self, name: str) -> Any:
+        """A setting's value as set so far, without making pending settings configure
+        (see :class:`PendingSettings`); the default when it is not set."""
+        key = canonical_name(name)
+        if key is None:
+            return self._extra.get(name)
+        if key in self._values:
+            return self._values[key]
+        return _copy_default(OPTIONS[key].default)
+
+    def settle(self) -> None:
+        """Nothing to do: these settings are configured (see :class:`PendingSettings`)."""
+
     def is_set(self, name: str) -> bool:
         """True when the user gave this setting a value (not just its default)."""
         key = canonical_name(name)
@@ -349,6 +434,92 @@ class Settings(MutableMapping[str, Any]):
     def humanize(self) -> str:
         """The changed settings, one per line, for ``liteq report``-style output."""
         return "\n".join(f"{key}: {value!r}" for key, value in sorted(self.changes().items()))
+
+
+class SettingsCache:
+    """Values computed from the settings, forgotten whenever the settings change.
+
+    Example:
+        >>> conf = Settings()
+        >>> cache = SettingsCache(conf)
+        >>> cache.get("serializer", lambda: conf.task_serializer)
+        'json'
+    """
+
+    def __init__(self, conf: Settings) -> None:
+        self.conf = conf
+        self._values: dict[Any, Any] = {}
+        self._generation = -1
+
+    def get(self, key: Any, build: Callable[[], T]) -> T:
+        """The cached value of ``key``, built (and kept) when missing or stale."""
+        values = self._fresh()
+        try:
+            return values[key]  # type: ignore[no-any-return]
+        except KeyError:
+            value = values[key] = build()
+            return value
+
+    def set(self, key: Any, value: Any) -> None:
+        """Keep ``value`` for ``key`` until the settings change."""
+        self._fresh()[key] = value
+
+    def _fresh(self) -> dict[Any, Any]:
+        generation = self.conf._generation
+        if generation != self._generation:
+            self._values = {}
+            self._generation = generation
+        return self._values
+
+
+class PendingSettings(Settings):
+    """``app.conf`` before anything reads it, as Celery's pending configuration.
+
+    Writes (``app.conf.x = ...``, ``update``, ``config_from_object``) are kept; the
+    first read (an item, an attribute, iteration, ``changes()``...) calls ``configure``
+    once, which sends the app's ``on_configure`` and ``on_after_configure``, and turns
+    the object into a plain :class:`Settings`, so later reads cost nothing extra. A
+    module that defines an app, its handlers and its tasks has finished before its
+    settings are first read (by a send, a worker, beat or the user).
+    """
+
+    def __init__(self, configure: Callable[[], None]) -> None:
+        super().__init__()
+        self._configure: Callable[[], None] | None = configure
+
+    def settle(self) -> None:
+        """Become plain settings, then run ``configure`` (once)."""
+        configure = self._configure
+        self._configure = None
+        self.__class__ = Settings  # type: ignore[assignment]
+        if configure is not None:
+            configure()
+
+    def __getitem__(self, name: str) -> Any:
+        self.settle()
+        return Settings.__getitem__(self, name)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        self.settle()
+        return Settings.__getattr__(self, name)
+
+    def __iter__(self) -> Iterator[str]:
+        self.settle()
+        return Settings.__iter__(self)
+
+    def __contains__(self, name: object) -> bool:
+        self.settle()
+        return Settings.__contains__(self, name)
+
+    def is_set(self, name: str) -> bool:
+        self.settle()
+        return Settings.is_set(self, name)
+
+    def changes(self) -> dict[str, Any]:
+        self.settle()
+        return Settings.changes(self)
 
 
 def _namespaced_name(name: str) -> str:
@@ -405,14 +576,18 @@ def load_object(path: str) -> Any:
 
 
 __all__ = [
+    "DJANGO_RESULT_BACKENDS",
     "OLD_NAMES",
     "OPTIONS",
     "Option",
+    "PendingSettings",
     "Settings",
+    "SettingsCache",
     "UnknownSettingWarning",
     "UnsupportedSettingWarning",
     "canonical_name",
     "load_object",
     "nearest_name",
+    "result_store",
     "seconds",
 ]

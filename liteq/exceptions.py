@@ -2,13 +2,17 @@
 
 The names follow Celery's (``TimeoutError``, ``NotRegistered``, ``EncodeError``,
 ``Retry``, ``SoftTimeLimitExceeded``, ...) so ``except`` clauses move over unchanged.
-Each class's docstring is its default message. This module imports nothing from liteq.
+Each class's docstring is its default message. This module imports nothing from liteq
+(but names the envelope type for annotations).
 """
 
 from __future__ import annotations
 
 import builtins
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from liteq.messages import Envelope
 
 
 class LiteQError(Exception):
@@ -56,6 +60,10 @@ class StorageError(LiteQError):
     """The database file cannot be used by liteq."""
 
 
+class StoreNotFound(StorageError):
+    """There is no liteq store at that path (a command that only reads creates none)."""
+
+
 class NetworkFilesystemError(StorageError):
     """The database file is on a network filesystem, where SQLite's WAL mode is unsafe."""
 
@@ -98,6 +106,11 @@ class MaxRetriesExceededError(TaskError):
     """The task was retried more times than its ``max_retries`` allows."""
 
 
+class IncompleteStream(TaskError):
+    """A result graph was walked past a task that has not finished (``iterdeps()``
+    without ``intermediate=True``)."""
+
+
 class SoftTimeLimitExceeded(Exception):
     """The task ran past its soft time limit.
 
@@ -117,18 +130,30 @@ class TaskPredicate(LiteQError):
 
 
 class Retry(TaskPredicate):
-    """The task is to be retried later."""
+    """The task is to be retried later.
+
+    Args:
+        message: the reason shown in logs.
+        exc: the exception that caused the retry, if any.
+        when: seconds until the retry (or None).
+        envelope: the message that runs the task again, published with the RETRY
+            outcome (:meth:`Task.retry <liteq.task.Task.retry>` builds it; None: not
+            retried by a message).
+    """
 
     def __init__(
         self,
         message: str | None = None,
         exc: BaseException | None = None,
         when: float | None = None,
+        *,
+        envelope: Envelope | None = None,
         **kwargs: Any,
     ) -> None:
         self.exc = exc
         self.when = when
         self.message = message
+        self.envelope = envelope
         super().__init__(message or self._describe(exc, when))
 
     @staticmethod
@@ -162,6 +187,7 @@ __all__ = [
     "EncodeError",
     "Ignore",
     "ImproperlyConfigured",
+    "IncompleteStream",
     "LiteQError",
     "MaxRetriesExceededError",
     "NetworkFilesystemError",
@@ -171,6 +197,7 @@ __all__ = [
     "Retry",
     "SoftTimeLimitExceeded",
     "StorageError",
+    "StoreNotFound",
     "TaskError",
     "TaskPredicate",
     "TaskRevokedError",

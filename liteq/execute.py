@@ -1,10 +1,13 @@
 """The one execution path: run one task request and say what to store.
 
 Eager mode (``apply()``, ``task_always_eager``), the solo and thread pools, and every
-prefork child call :func:`run_delivery` or :func:`execute`, so a task behaves the same
-wherever it runs: the same signals and hooks in the same order, the same retry and
-failure handling, the same result encoding. Nothing here writes to storage; the caller
-settles the returned :class:`Outcome` (grouped, fenced by the lease token).
+prefork child run a task through :func:`execute` (a worker first through
+:func:`prepare`, see :func:`liteq.worker.running.run_delivery`), so a task behaves
+the same wherever it runs: the same signals and hooks in the same order, the same
+retry and failure handling, the same result encoding. Nothing here reads or writes
+storage: a request goes in, an :class:`Outcome` comes out, and the caller stores it
+(:class:`liteq.storing.OutcomeStore`), as it stores STARTED when :func:`execute`
+calls its ``on_started``.
 
 Order of events for one task (as in Celery)::
 
@@ -15,6 +18,7 @@ Order of events for one task (as in Celery)::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import os
@@ -26,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from liteq import _state, serialization, signals
-from liteq.chords import CHORD_UNLOCK
+from liteq.canvas import CHORD_UNLOCK
+from liteq.exception_info import exception_info
 from liteq.exceptions import (
     ContentDisallowed,
     DecodeError,
@@ -38,7 +43,7 @@ from liteq.exceptions import (
 )
 from liteq.messages import Envelope, Message, iso
 from liteq.ratelimits import parse_rate
-from liteq.result import exception_info
+from liteq.records import build_record, configured
 from liteq.states import FAILURE, RETRY, REVOKED, STARTED, SUCCESS
 from liteq.timelimits import time_limits
 from liteq.transports.base import Delivery, ResultRecord
@@ -53,6 +58,17 @@ logger = logging.getLogger("liteq.worker.task")
 IGNORED, REJECTED = "IGNORED", "REJECTED"
 #: Not run yet: the task's rate limit had no token; it waits until ``defer_until``.
 DEFERRED = "DEFERRED"
+
+
+class Replaced(Ignore):
+    """Raised by :meth:`Task.replace`: the task ends here and its replacement, which
+    took over its id, is published with its outcome (``envelopes``), or run here in
+    eager mode (``signature``). Nothing is stored for the replaced task itself."""
+
+    def __init__(self, signature: Any, envelopes: tuple[Envelope, ...] = ()) -> None:
+        super().__init__("Replaced by new task")
+        self.signature = signature
+        self.envelopes = envelopes
 
 
 class Request:
@@ -90,6 +106,13 @@ class Request:
     callbacks: list[Any] | None = None
     errbacks: list[Any] | None = None
     chain: list[Any] | None = None
+    #: ``apply_async(argsrepr=..., kwargsrepr=...)``: what to show instead of the
+    #: arguments (None: their repr)
+    given_argsrepr: str | None = None
+    given_kwargsrepr: str | None = None
+    #: results of the tasks sent while this one runs (``Task.trail``), stored with its
+    #: result as its ``children``; None when they are not recorded
+    children: list[Any] | None = None
     #: the message this request came from (None when called directly)
     message: Message | None = None
     #: the lease it runs under (None in eager mode)
@@ -135,9 +158,24 @@ class Request:
             callbacks=options.get("link"),
             errbacks=options.get("link_error"),
             chain=options.get("chain"),
+            given_argsrepr=options.get("argsrepr"),
+            given_kwargsrepr=options.get("kwargsrepr"),
             message=message,
             delivery=delivery,
         )
+
+    @property
+    def argsrepr(self) -> str:
+        """The positional arguments as logs and monitors show them: the ``argsrepr``
+        the caller gave (to hide secrets), else their repr."""
+        return self.given_argsrepr if self.given_argsrepr is not None else \
+            _short(self.args, 1024)
+
+    @property
+    def kwargsrepr(self) -> str:
+        """The keyword arguments as shown: the caller's ``kwargsrepr``, else their repr."""
+        return self.given_kwargsrepr if self.given_kwargsrepr is not None else \
+            _short(self.kwargs, 1024)
 
     @property
     def eta(self) -> str | None:
@@ -181,11 +219,6 @@ class Outcome:
     value: Any = field(default=None, repr=False)
     exception: BaseException | None = field(default=None, repr=False)
 
-    def portable(self) -> Outcome:
-        """A copy without the live value and exception (safe to pickle)."""
-        return Outcome(self.state, self.record, self.publish, self.runtime, self.requeue,
-                       self.summary, self.defer_until)
-
 
 # -- async tasks ---------------------------------------------------------------------
 
@@ -204,50 +237,44 @@ def run_awaitable(awaitable: Any) -> Any:
 # -- encoding results ----------------------------------------------------------------
 
 
-def configured(app: LiteQ, task: Task[Any, Any] | None) -> LiteQ:
-    """The app whose settings govern ``task``: its own app, when it has one.
-
-    A worker started on a database path alone (no ``-A``) imports task modules on
-    demand; their apps carry the user's settings (``task_track_started``,
-    ``result_expires``, serializers...), while storage stays the worker's.
-    """
-    own = getattr(task, "_app", None) if task is not None else None
-    return own if own is not None else app
-
-
-
 def _record(
     app: LiteQ, task: Task[Any, Any] | None, request: Request, state: str, data: Any,
     traceback: str | None = None, *, keep_call: bool = False,
 ) -> ResultRecord:
-    """The record to store; raises EncodeError when ``data`` cannot be serialized.
+    """The record of ``request``'s outcome; raises EncodeError when ``data`` cannot be
+    serialized.
 
     With ``keep_call`` (a failure) the call is kept with it whatever
     ``result_extended`` says, so ``liteq retry`` can send it again.
     """
-    settings = configured(app, task)
-    default_serializer, extended, expires_in = settings.result_options
-    name = (task.result_serializer if task is not None else None) or default_serializer
-    serializer = serialization.get(name)
-    try:
-        payload = serializer.dumps(data)
-    except Exception as exc:
-        raise EncodeError(
-            f"cannot serialize the result of {request.task} with {serializer.name}: {exc}"
-        ) from exc
-    return ResultRecord(
-        task_id=request.id or "",
-        state=state,
-        content_type=serializer.content_type,
-        payload=payload,
-        traceback=traceback,
-        date_done=time.time(),
-        task_name=request.task,
-        worker=request.hostname,
-        retries=request.retries,
+    extended = configured(app, task).result_options[1]
+    return build_record(
+        app, request.id or "", state, data, task=task, task_name=request.task,
+        worker=request.hostname, retries=request.retries, traceback=traceback,
         extended=_extended(request, keep_call) if extended or keep_call else None,
-        expires_in=expires_in,
     )
+
+
+def _with_children(record: ResultRecord, request: Request,
+                   follow_ups: tuple[Envelope, ...] = ()) -> ResultRecord:
+    """``record`` with the tasks ``request`` sent while it ran, and its follow-ups (its
+    chain's next step, its links), as children; as it is when there are none."""
+    trail = request.children
+    if trail is None or not (trail or follow_ups):
+        return record  # the common case: nothing sent, nothing to add
+    nodes = [result.as_tuple() for result in trail]
+    groups: dict[str, list[Any]] = {}
+    for envelope in follow_ups:
+        node = ((envelope.task_id, None), None)
+        group_id = serialization.json_loads(envelope.header).get("group")
+        if group_id is None:
+            nodes.append(node)
+        elif group_id in groups:
+            groups[group_id].append(node)
+        else:
+            groups[group_id] = [node]
+            nodes.append(((group_id, None), groups[group_id]))
+    return dataclasses.replace(record, children=serialization.json_dumps(nodes))
 
 
 def _extended(request: Request, keep_call: bool = False) -> bytes:
@@ -287,25 +314,28 @@ def _short(value: Any, limit: int = 200) -> str:
 
 def execute(
     app: LiteQ, task: Task[Any, Any], request: Request, *, soft_limit: bool = False,
-    hard_limit: bool = False,
+    hard_limit: bool = False, on_started: Callable[[ResultRecord], None] | None = None,
 ) -> Outcome:
     """Run ``task`` for ``request`` with signals, hooks and retry handling.
 
     ``soft_limit`` and ``hard_limit`` say whether this process enforces the request's
     time limits by raising in the task (see :func:`liteq.timelimits.time_limits`);
-    eager calls enforce none, as in Celery.
+    eager calls enforce none, as in Celery. ``on_started`` receives the STARTED record
+    after ``task_prerun``, before the task runs, when the task tracks it
+    (``task_track_started``; a worker stores it, eager calls pass none).
 
     Returns:
         The outcome: the state reached, the record to store and messages to publish.
     """
     started = time.monotonic()
+    request.children = [] if task.trail else None
     context_token = _state.current_request.set(request)
     task.push_request(request)
     try:
         signals.task_prerun.send(sender=task, task_id=request.id, task=task,
                                  args=request.args, kwargs=request.kwargs)
-        if not request.is_eager and request.id and _tracks_started(app, task):
-            _record_started(app, task, request)
+        if on_started is not None and request.id and _tracks_started(app, task):
+            on_started(_started_record(app, task, request))
         soft, hard = request.timelimit
         outcome = _run(app, task, request, soft if soft_limit else None,
                        hard if hard_limit else None)
@@ -329,14 +359,11 @@ def _tracks_started(app: LiteQ, task: Task[Any, Any]) -> bool:
     return bool(configured(app, task).conf.task_track_started if track is None else track)
 
 
-def _record_started(app: LiteQ, task: Task[Any, Any], request: Request) -> None:
+def _started_record(app: LiteQ, task: Task[Any, Any], request: Request) -> ResultRecord:
     meta = {"pid": os.getpid(), "hostname": request.hostname}
-    record = configured(app, task).make_record(
-        request.id or "", STARTED, meta, task_name=request.task, worker=request.hostname,
-        retries=request.retries, serializer=task.result_serializer,
-    )
-    app.backend.store_result(record, fence=request.delivery if app.results_with_broker
-                             else None)
+    return build_record(app, request.id or "", STARTED, meta, task=task,
+                        task_name=request.task, worker=request.hostname,
+                        retries=request.retries)
 
 
 def _run(
@@ -350,10 +377,19 @@ def _run(
                 value = run_awaitable(value)
     except Retry as exc:
         return _retried(app, task, request, exc)
+    except Replaced as exc:
+        return Outcome(IGNORED, publish=exc.envelopes, summary="replaced by a new task",
+                       exception=exc)
     except Ignore:
         return Outcome(IGNORED, summary="ignored")
     except Reject as exc:
-        return Outcome(REJECTED, requeue=exc.requeue, summary=f"rejected: {exc.reason!r}")
+        if exc.requeue:
+            return Outcome(REJECTED, requeue=True, summary=f"rejected: {exc.reason!r}")
+        # As Celery 5.7: a task that rejects its message for good will never run, so
+        # its result is a FAILURE (the Reject), with errbacks and task_failure.
+        failed = _failed(app, task, request, exc, hook=False)
+        return dataclasses.replace(failed, state=REJECTED,
+                                   summary=f"rejected: {exc.reason!r}")
     except (Exception, SystemExit) as exc:
         retry = task.autoretry(request, exc)
         if retry is not None:
@@ -369,20 +405,32 @@ def _succeeded(app: LiteQ, task: Task[Any, Any], request: Request, value: Any) -
             record = _record(app, task, request, SUCCESS, value)
         except EncodeError as exc:
             return _failed(app, task, request, exc)
-    publish = task.follow_ups(request, value)
+    try:
+        publish = task.follow_ups(request, value)
+    except (EncodeError, TypeError) as exc:  # the next step can't take the value: loud
+        return _failed(app, task, request, exc)
+    if record is not None:
+        record = _with_children(record, request, publish)
     task.on_success(value, request.id, request.args, request.kwargs)
     signals.task_success.send(sender=task, result=value)
     return Outcome(SUCCESS, record, publish, summary=_short(value), value=value)
 
 
-def _failed(app: LiteQ, task: Task[Any, Any], request: Request, exc: BaseException) -> Outcome:
+def _failed(app: LiteQ, task: Task[Any, Any], request: Request, exc: BaseException,
+            hook: bool = True) -> Outcome:
+    """A FAILURE: its record, errbacks, ``on_failure`` (unless not ``hook``: a Reject)
+    and ``task_failure``."""
     text = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
     record = None
     if not request.ignore_result or task.store_errors_even_if_ignored:
         record = _record(app, task, request, FAILURE, exception_info(exc), text,
                          keep_call=not request.is_eager)
-    publish = task.error_callbacks(request, exc)
-    task.on_failure(exc, request.id, request.args, request.kwargs, text)
+        record = _with_children(record, request)
+    # As in Celery: errbacks taking (request, exc, traceback) run here and now; the
+    # others are messages published with the failure.
+    publish = task.error_callbacks(request, exc, text)
+    if hook:
+        task.on_failure(exc, request.id, request.args, request.kwargs, text)
     signals.task_failure.send(sender=task, task_id=request.id, exception=exc,
                               args=request.args, kwargs=request.kwargs, traceback=text,
                               einfo=text)
@@ -390,30 +438,31 @@ def _failed(app: LiteQ, task: Task[Any, Any], request: Request, exc: BaseExcepti
 
 
 def _retried(app: LiteQ, task: Task[Any, Any], request: Request, exc: Retry) -> Outcome:
-    envelope: Envelope | None = getattr(exc, "envelope", None)
+    envelope = exc.envelope
     reason = exc.exc if exc.exc is not None else exc
     text = "".join(tb.format_exception(type(reason), reason, reason.__traceback__))
-    record = _record(app, task, request, RETRY, exception_info(reason), text)
+    record = _with_children(_record(app, task, request, RETRY, exception_info(reason), text),
+                            request)
     task.on_retry(reason, request.id, request.args, request.kwargs, text)
     signals.task_retry.send(sender=task, request=request, reason=reason, einfo=text)
     return Outcome(RETRY, record, (envelope,) if envelope is not None else (),
                    summary=str(exc), exception=exc)
 
 
-def run_delivery(
+def prepare(
     app: LiteQ,
     delivery: Delivery,
     hostname: str,
     find_task: Callable[[str], Task[Any, Any]],
     *,
-    hard_limit: bool = True,
     default_limits: tuple[float | None, float | None] = (None, None),
-) -> Outcome:
-    """Decode a claimed message, check it, and run its task.
+) -> tuple[Message, Task[Any, Any], Request] | Outcome:
+    """Decode a claimed message and check it: its message, task and request when it
+    can run, else the outcome that ends it.
 
     A message that is undecodable, uses a serializer outside ``accept_content``, names
-    an unknown task, or has expired becomes a stored FAILURE or REVOKED with the reason;
-    it never stops the worker.
+    an unknown task, was revoked or has expired becomes a FAILURE or REVOKED outcome
+    with the reason; it never stops the worker.
     """
     envelope = delivery.envelope
     try:
@@ -421,26 +470,8 @@ def run_delivery(
     except (ContentDisallowed, DecodeError) as exc:
         return _unrunnable(app, delivery, hostname, exc)
     request = Request.from_message(message, hostname=hostname, delivery=delivery)
-    outcome = _run_request(app, message, request, find_task, hard_limit, default_limits)
-    if message.options.get("chord"):
-        outcome = _count_in_chord(app, message, outcome)
-    return outcome
-
-
-def _run_request(
-    app: LiteQ,
-    message: Message,
-    request: Request,
-    find_task: Callable[[str], Task[Any, Any]],
-    hard_limit: bool,
-    default_limits: tuple[float | None, float | None],
-) -> Outcome:
-    delivery = request.delivery
-    if delivery is not None and delivery.revoked:
+    if delivery.revoked:
         return _revoked(app, request, "revoked", expired=False)
-    if default_limits != (None, None):
-        soft, hard = request.timelimit
-        request.timelimit = (soft or default_limits[0], hard or default_limits[1])
     if message.expires is not None and time.time() > message.expires:
         return _revoked(app, request, f"expired at {request.expires}", expired=True)
     try:
@@ -448,23 +479,32 @@ def _run_request(
     except NotRegistered as exc:
         signals.task_unknown.send(sender=None, name=message.task, id=message.id,
                                   message=message, exc=exc)
-        assert delivery is not None
-        return _unrunnable(app, delivery, request.hostname or "", exc, request)
-    wait = _rate_limited(app, task)
-    if wait:
-        return Outcome(DEFERRED, summary=f"rate limited for {wait:.3f}s",
-                       defer_until=time.time() + wait)
-    return execute(app, task, request, soft_limit=True, hard_limit=hard_limit)
+        return _unrunnable(app, delivery, hostname, exc, request)
+    # The message's limits, else the task's (changed by app.control.time_limit), else
+    # the worker's (--time-limit), as in Celery.
+    soft, hard = request.timelimit
+    request.timelimit = (soft or task.soft_time_limit or default_limits[0],
+                         hard or task.time_limit or default_limits[1])
+    return message, task, request
 
 
-def _count_in_chord(app: LiteQ, message: Message, outcome: Outcome) -> Outcome:
+def deferred(wait: float) -> Outcome:
+    """The outcome of a task whose rate limit has no token for ``wait`` seconds."""
+    return Outcome(DEFERRED, summary=f"rate limited for {wait:.3f}s",
+                   defer_until=time.time() + wait)
+
+
+def count_in_chord(app: LiteQ, message: Message, outcome: Outcome) -> Outcome:
     """A chord's header task that ended for good also publishes its unlock (see
     liteq.canvas), in the same transaction as its result."""
+    if not message.options.get("chord"):
+        return outcome
     final = outcome.state in (SUCCESS, FAILURE, REVOKED, IGNORED) or \
         (outcome.state == REJECTED and not outcome.requeue)
-    if not final:
+    # A replaced task is counted when its replacement, which carries the chord, ends.
+    if not final or isinstance(outcome.exception, Replaced):
         return outcome
-    unlock = app.build_message(
+    unlock = app.producer.build_message(
         CHORD_UNLOCK, (message.options["chord"], message.id,
                        message.options.get("group_index") or 0), {},
         queue=message.queue, priority=message.priority,
@@ -473,20 +513,17 @@ def _count_in_chord(app: LiteQ, message: Message, outcome: Outcome) -> Outcome:
     return outcome
 
 
-def _rate_limited(app: LiteQ, task: Task[Any, Any]) -> float:
-    """Seconds the task must wait for its rate limit (0.0: run now)."""
+def rate_of(app: LiteQ, task: Task[Any, Any]) -> float | None:
+    """The task's rate limit in tasks per second (None: unlimited)."""
     settings = configured(app, task).conf
     limit = task.rate_limit or settings.task_default_rate_limit
     if not limit or settings.worker_disable_rate_limits:
-        return 0.0
+        return None
     try:
-        rate = parse_rate(limit)
+        return parse_rate(limit)
     except ValueError:
         logger.error("task %s: ignoring its invalid rate limit %r", task.name, limit)
-        return 0.0
-    if rate is None:
-        return 0.0
-    return app.broker.take_token(f"rate:{task.name}", rate)
+        return None
 
 
 def _unrunnable(app: LiteQ, delivery: Delivery, hostname: str, exc: Exception,
@@ -519,8 +556,12 @@ __all__ = [
     "IGNORED",
     "REJECTED",
     "Outcome",
+    "Replaced",
     "Request",
+    "count_in_chord",
+    "deferred",
     "execute",
+    "prepare",
+    "rate_of",
     "run_awaitable",
-    "run_delivery",
 ]

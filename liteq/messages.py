@@ -253,21 +253,6 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def to_timestamp(value: datetime | float | int | None, *, now: float) -> float | None:
-    """An eta or expiry as epoch seconds; numbers are seconds from ``now``.
-
-    A naive datetime is taken as local time, as Python's ``datetime.timestamp()`` does
-    (the app converts it first when ``enable_utc`` asks for UTC).
-    """
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return now + float(value)
-    raise TypeError(f"expected a datetime or a number of seconds, got {value!r}")
-
-
 def iso(timestamp: float | None) -> str | None:
     """Epoch seconds as a UTC ISO-8601 string (how Celery shows eta and expires)."""
     if timestamp is None:
@@ -302,5 +287,4 @@ def origin() -> str:
     return f"gen{os.getpid()}@{socket.gethostname()}"
 
 
-__all__ = ["PROTOCOL_VERSION", "Envelope", "Message", "iso", "new_id", "new_ids", "origin",
-           "to_timestamp"]
+__all__ = ["PROTOCOL_VERSION", "Envelope", "Message", "iso", "new_id", "new_ids", "origin"]

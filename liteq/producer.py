@@ -1,8 +1,9 @@
 """Sending tasks: options resolved once per task, messages built, published.
 
-:class:`Producer` is the part of :class:`~liteq.app.LiteQ` that turns calls into
-messages (``build_message``), stores them (``publish``, ``publish_calls`` for many at
-once, ``send_task``) and retries storing them per ``retry_policy``. The options of a
+:class:`Producer` is the component an app owns (``app.producer``) that turns calls
+into messages (``build_message``), stores them (``publish``, ``publish_calls`` for many
+at once, ``send_task``) and retries storing them per ``retry_policy``. It works from
+the app's settings, its task registry and its broker. The options of a
 task (queue, priority, serializer, time limits...) are resolved once per task and per
 change of the settings, which keeps ``delay()`` short.
 """
@@ -17,10 +18,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from liteq import _state, serialization, signals
+from liteq import _state, aio, serialization, signals
+from liteq.config import SettingsCache
 from liteq.exceptions import ImproperlyConfigured, OperationalError
 from liteq.messages import Envelope, Message, new_id, new_ids, origin
-from liteq.result import AsyncResult
+from liteq.result import AsyncResult, GroupResult
 from liteq.routing import (
     Exchange,
     Queue,
@@ -32,11 +34,8 @@ from liteq.routing import (
 from liteq.task import Task, shared_tasks
 
 if TYPE_CHECKING:
-    from zoneinfo import ZoneInfo
-
+    from liteq.app import LiteQ
     from liteq.config import Settings
-    from liteq.registry import TaskFinder, TaskRegistry
-    from liteq.transports.base import Transport
 
 logger = logging.getLogger("liteq.app")
 
@@ -68,8 +67,7 @@ class _Defaults:
         "time_limit",
     )
 
-    def __init__(self, app: Producer, task: Task[Any, Any] | None) -> None:
-        conf = app.conf
+    def __init__(self, conf: Settings, task: Task[Any, Any] | None) -> None:
         self.queue = getattr(task, "queue", None)
         self.exchange = getattr(task, "exchange", None)
         self.routing_key = getattr(task, "routing_key", None)
@@ -125,41 +123,30 @@ def _signature_of(task: Task[Any, Any]) -> inspect.Signature | None:
 
 
 class Producer:
-    """Builds and stores messages (a part of :class:`~liteq.app.LiteQ`)."""
+    """Builds and stores the messages of one app (``app.producer``).
 
-    conf: Settings
-    tasks: TaskRegistry
+    Args:
+        app: the app whose settings (``app.conf``), tasks (``app.tasks``,
+            ``app.annotate``) and broker (``app.broker``) it uses, and whose result
+            handles it returns.
 
-    # Provided by LiteQ:
-    def _cached(self, key: Any, build: Any) -> Any:
-        raise NotImplementedError
+    Example:
+        >>> message = app.producer.build_message("tasks.add", (2, 2))  # doctest: +SKIP
+        >>> app.producer.publish([message])  # doctest: +SKIP
+    """
 
-    def annotate(self, task: Task[Any, Any]) -> Task[Any, Any]:
-        raise NotImplementedError
-
-    def task_finder(self, *, import_on_demand: bool) -> TaskFinder:
-        raise NotImplementedError
-
-    @property
-    def broker(self) -> Transport:
-        raise NotImplementedError
-
-    @property
-    def accept(self) -> frozenset[str]:
-        raise NotImplementedError
-
-    @property
-    def timezone(self) -> ZoneInfo | None:
-        raise NotImplementedError
+    def __init__(self, app: LiteQ) -> None:
+        self.app = app
+        self.conf = app.conf
+        self._cache = SettingsCache(app.conf)
 
     def _defaults(self, task: Task[Any, Any] | None, name: str) -> _Defaults:
         if task is not None:
-            self.annotate(task)
-        return self._cached(("defaults", name, id(task)),  # type: ignore[no-any-return]
-                            lambda: _Defaults(self, task))
+            self.app.annotate(task)
+        return self._cache.get(("defaults", name, id(task)), lambda: _Defaults(self.conf, task))
 
     def _routing(self) -> tuple[list[Any], dict[str, Queue]]:
-        return self._cached("routing", lambda: (  # type: ignore[no-any-return]
+        return self._cache.get("routing", lambda: (
             build_routers(self.conf.task_routes),
             queues_from_setting(self.conf.task_queues, self._default_exchange()),
         ))
@@ -199,9 +186,15 @@ class Producer:
         group_id: str | None = None,
         group_index: int | None = None,
         chord: Mapping[str, Any] | None = None,
+        argsrepr: str | None = None,
+        kwargsrepr: str | None = None,
         **unknown: Any,
     ) -> Message:
         """Turn a task call and its options into a :class:`Message` (not yet sent).
+
+        ``argsrepr`` and ``kwargsrepr`` (Celery's options to hide sensitive arguments)
+        travel with the message: the worker shows them instead of the arguments
+        (``self.request.argsrepr``).
 
         Raises:
             TypeError: arguments that don't fit the task, or an unknown option.
@@ -232,15 +225,10 @@ class Producer:
             root_id = root_id or parent.root_id or parent.id
         task_id = task_id or new_id()
         options: dict[str, Any] = _NO_OPTIONS
-        if link or link_error or chain or group_index is not None or chord:
-            options = {}
-            for key, value in (("link", link), ("link_error", link_error), ("chain", chain)):
-                if value:
-                    options[key] = _signature_dicts(value)
-            if group_index is not None:
-                options["group_index"] = group_index
-            if chord:  # a chord's header task: its body and size (see liteq.canvas.chord)
-                options["chord"] = dict(chord)
+        if link or link_error or chain or group_index is not None or chord or \
+                argsrepr is not None or kwargsrepr is not None:
+            options = _message_options(link, link_error, chain, group_index, chord,
+                                       argsrepr, kwargsrepr)
         return Message(
             id=task_id,
             task=name,
@@ -318,7 +306,7 @@ class Producer:
             return None
         if isinstance(value, datetime):
             if value.tzinfo is None:
-                zone = self.timezone
+                zone = self.app.timezone
                 if zone is not None:
                     value = value.replace(tzinfo=zone)
             return value.timestamp()
@@ -354,14 +342,17 @@ class Producer:
                 )
         envelopes = [message.encode() for message in messages]
         if connection is not None:
-            publish_on = getattr(self.broker, "publish_on", None)
+            broker = self.app.broker
+            publish_on = getattr(broker, "publish_on", None)
             if publish_on is None:
                 raise ImproperlyConfigured(
-                    f"connection= needs the SQLite transport, not {type(self.broker).__name__}"
+                    f"connection= needs the SQLite transport, not {type(broker).__name__}"
                 )
             publish_on(connection, envelopes)
         else:
             self._publish_envelopes(envelopes, retry, retry_policy)
+        if _state.current_request.get() is not None:  # sent from a running task
+            self._add_to_parent([(m.id, m.task, m.group) for m in messages])
         if signals.after_task_publish.receivers:
             for message in messages:
                 signals.after_task_publish.send(
@@ -374,8 +365,14 @@ class Producer:
         self, envelopes: Sequence[Envelope], retry: bool | None,
         retry_policy: Mapping[str, Any] | None,
     ) -> None:
+        broker = self.app.broker
+        for hook in self.app.transaction_hooks:
+            connection = hook(self.app)
+            if connection is not None:
+                broker.publish_on(connection, envelopes)  # type: ignore[attr-defined]
+                return
         try:
-            self.broker.publish(envelopes)
+            broker.publish(envelopes)
             return
         except Exception as exc:
             error = exc
@@ -396,11 +393,29 @@ class Producer:
                            error, attempt + 1, limit, delay)
             time.sleep(delay)
             try:
-                self.broker.publish(envelopes)
+                broker.publish(envelopes)
                 return
             except Exception as exc:
                 error = exc
         raise error
+
+    def _add_to_parent(self, sent: Sequence[tuple[str, str, str | None]]) -> None:
+        """Record tasks sent (id, name, group id) from inside a running task as its
+        children (Celery's ``add_to_parent``): a group's tasks as one GroupResult."""
+        parent = _state.current_request.get()
+        if parent is None or parent.children is None:
+            return
+        app = self.app
+        groups: dict[str, GroupResult] = {}
+        for task_id, name, group_id in sent:
+            result: AsyncResult[Any] = AsyncResult(task_id, app, name)
+            if group_id is None:
+                parent.children.append(result)
+            elif group_id in groups:
+                groups[group_id].results.append(result)
+            else:
+                groups[group_id] = GroupResult(group_id, [result], app=app)
+                parent.children.append(groups[group_id])
 
     def publish_calls(
         self, name: str, calls: Sequence[tuple[Iterable[Any], Mapping[str, Any]]], *,
@@ -433,8 +448,8 @@ class Producer:
         codec = serialization.get(template.serializer)
         dumps = serialization.dumps_call
         # Everything but the id and the body is the same for every call.
-        shared = (name, first.queue, first.priority, first.eta, first.expires,
-                  first.acks_late, first.content_type, first.header)
+        queue, priority, eta, expires = first.queue, first.priority, first.eta, first.expires
+        acks_late, content_type, header = first.acks_late, first.content_type, first.header
         envelopes = [first]
         for task_id, (call_args, call_kwargs) in zip(new_ids(len(calls) - 1), calls[1:],
                                                      strict=True):
@@ -446,9 +461,25 @@ class Producer:
             except Exception:  # let the message name the argument
                 dataclasses.replace(template, args=args, kwargs=kwargs).encode()
                 raise
-            envelopes.append(Envelope(task_id, *shared, body))
+            envelopes.append(Envelope(
+                task_id=task_id, task_name=name, queue=queue, priority=priority, eta=eta,
+                expires=expires, acks_late=acks_late, content_type=content_type,
+                header=header, body=body,
+            ))
         self._publish_envelopes(envelopes, retry, retry_policy)
+        if _state.current_request.get() is not None:  # sent from a running task
+            self._add_to_parent([(e.task_id, name, template.group) for e in envelopes])
         return [envelope.task_id for envelope in envelopes], template.ignore_result
+
+    async def asend_task(self, name: str, args: Iterable[Any] | None = None,
+                         kwargs: Mapping[str, Any] | None = None,
+                         **options: Any) -> AsyncResult[Any]:
+        """``send_task()`` for asyncio (the publish runs in the loop's executor).
+
+        Example:
+            >>> await app.asend_task("tasks.add", args=(2, 2))  # doctest: +SKIP
+        """
+        return await aio.run_blocking(self.send_task, name, args, kwargs, **options)
 
     def send_task(
         self, name: str, args: Iterable[Any] | None = None,
@@ -463,30 +494,34 @@ class Producer:
         retry = options.pop("retry", None)
         retry_policy = options.pop("retry_policy", None)
         connection = options.pop("connection", None)
-        task = self.tasks.get(name) or shared_tasks.get(name)
+        task = self.app.tasks.get(name) or shared_tasks.get(name)
         message = self.build_message(name, args, kwargs, task=task, **options)
         self.publish([message], retry=retry, retry_policy=retry_policy, connection=connection)
-        return AsyncResult(message.id, self, name,  # type: ignore[arg-type]  # a LiteQ
-                           ignored=message.ignore_result)
-
-    def run_follow_ups(self, envelopes: Sequence[Envelope]) -> None:
-        """Eager mode: run (or, when not always eager, send) a task's follow-up messages."""
-        if not envelopes:
-            return
-        if not self.conf.task_always_eager:
-            self._publish_envelopes(envelopes, None, None)
-            return
-        for envelope in envelopes:
-            message = Message.decode(envelope, self.accept)
-            task = self.task_finder(import_on_demand=False)(message.task)
-            task.apply(message.args, message.kwargs, task_id=message.id)
-
-    # -- results ---------------------------------------------------------------------
+        return AsyncResult(message.id, self.app, name, ignored=message.ignore_result)
 
 
 _ORIGIN = origin()
 #: Shared, never mutated: most messages have no headers and no canvas options.
 _NO_OPTIONS: dict[str, Any] = {}
+
+
+def _message_options(link: Any, link_error: Any, chain: Any, group_index: int | None,
+                     chord: Mapping[str, Any] | None, argsrepr: str | None,
+                     kwargsrepr: str | None) -> dict[str, Any]:
+    """The options a message carries besides the call: canvas links, chord membership,
+    and the arguments' repr to show (``argsrepr``/``kwargsrepr``)."""
+    options: dict[str, Any] = {}
+    for key, value in (("link", link), ("link_error", link_error), ("chain", chain)):
+        if value:
+            options[key] = _signature_dicts(value)
+    if group_index is not None:
+        options["group_index"] = group_index
+    if chord:  # a chord's header task: its body and size (see liteq.canvas.chord)
+        options["chord"] = dict(chord)
+    for key, text in (("argsrepr", argsrepr), ("kwargsrepr", kwargsrepr)):
+        if text is not None:
+            options[key] = str(text)
+    return options
 
 
 def _as_args(args: Any, name: str) -> tuple[Any, ...]:

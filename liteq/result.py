@@ -3,21 +3,34 @@
 ``get()`` sleeps on the transport's wake-up (a pipe beside the SQLite file) instead of
 polling, so a result is seen within microseconds of being stored. A task's exception is
 re-raised with its own type when that type can be imported here.
+
+A result is a node of a graph: ``parent`` (the result it came after, set by whoever
+sent it), ``children`` (the tasks it sent while it ran, stored with its result by the
+worker), walked by ``iterdeps()``, ``collect()`` and ``get_leaf()`` as in Celery.
+``ResultSet`` and ``GroupResult`` live in :mod:`liteq.resultset` and are importable
+from here too.
 """
 
 from __future__ import annotations
 
-import builtins
-import importlib
-import re
-import sys
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from liteq import _state, exceptions, serialization
-from liteq.exceptions import ImproperlyConfigured, TaskRevokedError, TimeoutError
+from liteq import _state, aio, serialization
+from liteq.exception_info import rebuild_exception
+from liteq.exceptions import ImproperlyConfigured, IncompleteStream, TaskRevokedError, TimeoutError
+from liteq.resultset import (
+    JOIN_REFUSED,
+    DependencyGraph,
+    GroupResult,
+    ResultBase,
+    ResultSet,
+    result_from_tuple,
+)
 from liteq.states import (
     FAILURE,
     PENDING,
@@ -35,84 +48,46 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 
-_IDENTIFIER = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
 
-# -- exceptions in results -------------------------------------------------------------
+# -- waiting inside tasks -------------------------------------------------------------
 
 
-def exception_info(exc: BaseException) -> dict[str, Any]:
-    """What is stored of an exception: its type's module and name, and its arguments."""
-    return {
-        "exc_type": type(exc).__qualname__,
-        "exc_module": type(exc).__module__,
-        "exc_message": [_storable(arg) for arg in exc.args],
-    }
+@contextmanager
+def allow_join_result() -> Iterator[None]:
+    """Allow ``get()`` inside a task in the block (as Celery's ``allow_join_result``).
 
+    Waiting for another task from a task can deadlock a worker whose processes are all
+    waiting; use it where you know the awaited task runs elsewhere.
 
-def _storable(value: Any) -> Any:
-    try:
-        serialization.json_dumps(value)
-    except Exception:
-        return repr(value)
-    return value
-
-
-def _exception_class(module: str, qualname: str) -> type[BaseException] | None:
-    if not _IDENTIFIER.match(module) or not _IDENTIFIER.match(qualname):
-        return None
-    if module == "builtins":
-        candidate: Any = getattr(builtins, qualname, None)
-    else:
-        owner = sys.modules.get(module)
-        if owner is None:
-            try:
-                owner = importlib.import_module(module)
-            except Exception:
-                return None
-        candidate = owner
-        for part in qualname.split("."):
-            candidate = getattr(candidate, part, None)
-    if isinstance(candidate, type) and issubclass(candidate, BaseException):
-        return candidate
-    return None
-
-
-_synthetic: dict[tuple[str, str], type[Exception]] = {}
-
-
-def rebuild_exception(info: Any) -> BaseException:
-    """The exception described by :func:`exception_info`, as faithfully as possible.
-
-    The original type is used when it can be imported and is an exception class; else a
-    stand-in class with the same name and module (deriving from ``Exception``).
+    Example:
+        >>> @app.task  # doctest: +SKIP
+        ... def on_error(task_id):
+        ...     with allow_join_result():
+        ...         exc = app.AsyncResult(task_id).get(propagate=False)
     """
-    if not isinstance(info, dict):
-        return exceptions.TaskError(f"unreadable exception: {info!r}")
-    module = str(info.get("exc_module") or "builtins")
-    qualname = str(info.get("exc_type") or "Exception")
-    args = info.get("exc_message") or []
-    if not isinstance(args, (list, tuple)):
-        args = [args]
-    cls = _exception_class(module, qualname)
-    if cls is None:
-        key = (module, qualname)
-        if key not in _synthetic:
-            name = qualname.rpartition(".")[2] if _IDENTIFIER.match(qualname) else "RemoteError"
-            _synthetic[key] = type(name, (Exception,), {"__module__": module})
-        cls = _synthetic[key]
+    token = _state.join_policy.set(True)
     try:
-        exc = cls(*args)
-    except Exception:
-        exc = cls.__new__(cls)
-        exc.args = tuple(args)
-    return exc
+        yield
+    finally:
+        _state.join_policy.reset(token)
+
+
+@contextmanager
+def denied_join_result() -> Iterator[None]:
+    """Refuse ``get()`` in the block, inside a task or not (Celery's
+    ``denied_join_result``)."""
+    token = _state.join_policy.set(False)
+    try:
+        yield
+    finally:
+        _state.join_policy.reset(token)
 
 
 # -- results -------------------------------------------------------------------------
 
 
-class AsyncResult(Generic[R]):
+class AsyncResult(ResultBase, Generic[R]):
     """The result of a task sent with ``delay()`` or ``apply_async()``.
 
     Example:
@@ -123,9 +98,6 @@ class AsyncResult(Generic[R]):
         ('SUCCESS', True)
     """
 
-    #: what this result came after: a chord's body has its header's GroupResult here
-    parent: Any = None
-
     def __init__(
         self,
         id: str,
@@ -133,14 +105,26 @@ class AsyncResult(Generic[R]):
         task_name: str | None = None,
         *,
         ignored: bool = False,
+        parent: Any = None,
     ) -> None:
         self.id = str(id)
         self._app = app
         self.task_name = task_name
         self._ignored = ignored
         self._final: ResultRecord | None = None
+        if parent is not None:
+            self.parent = parent
 
     # -- plumbing --------------------------------------------------------------------
+
+    @property
+    def ignored(self) -> bool:
+        """True when the task was sent with ``ignore_result`` (nothing will be stored)."""
+        return self._ignored
+
+    @ignored.setter
+    def ignored(self, value: bool) -> None:
+        self._ignored = bool(value)
 
     @property
     def app(self) -> LiteQ:
@@ -228,8 +212,120 @@ class AsyncResult(Generic[R]):
 
     @property
     def name(self) -> str | None:
+        """The task's name (from the stored result, else as known when it was sent)."""
         record = self._record()
         return (record.task_name if record is not None else None) or self.task_name
+
+    # -- the call, kept with ``result_extended`` -------------------------------------
+
+    def _extended(self, key: str) -> Any:
+        record = self._record()
+        if record is None or record.extended is None:
+            return None
+        try:
+            fields = serialization.json_loads(record.extended)
+        except Exception:
+            return None
+        return fields.get(key) if isinstance(fields, dict) else None
+
+    @property
+    def args(self) -> Any:
+        """The task's positional arguments (stored with ``result_extended=True``)."""
+        return self._extended("args")
+
+    @property
+    def kwargs(self) -> Any:
+        """The task's keyword arguments (stored with ``result_extended=True``)."""
+        return self._extended("kwargs")
+
+    @property
+    def queue(self) -> str | None:
+        """The queue the task came from (stored with ``result_extended=True``)."""
+        return self._extended("queue")  # type: ignore[no-any-return]
+
+    @property
+    def parent_id(self) -> str | None:
+        """The id of the task that sent this one (stored with ``result_extended=True``)."""
+        return self._extended("parent_id")  # type: ignore[no-any-return]
+
+    @property
+    def root_id(self) -> str | None:
+        """The id of the first task of the workflow (stored with ``result_extended``)."""
+        return self._extended("root_id")  # type: ignore[no-any-return]
+
+    # -- the result graph ------------------------------------------------------------
+
+    @property
+    def children(self) -> list[Any] | None:
+        """Results of the tasks this task sent while it ran (``delay()`` calls, groups as
+        GroupResult, its chain's next step and its links); None until it has a result.
+        """
+        record = self._record()
+        if record is None:
+            return None
+        if record.children is None:
+            return []
+        return [result_from_tuple(node, self.app)
+                for node in serialization.json_loads(record.children)]
+
+    def as_tuple(self) -> tuple[Any, Any]:
+        parent = self.parent.as_tuple() if self.parent is not None else None
+        return (self.id, parent), None
+
+    def as_list(self) -> list[str]:
+        """This task's id, then its parents' ids."""
+        ids = [self.id]
+        if self.parent is not None:
+            ids.extend(self.parent.as_list())
+        return ids
+
+    def iterdeps(self, intermediate: bool = False) -> Iterator[tuple[Any, Any]]:
+        """``(parent, result)`` pairs of the graph from here, breadth first, starting
+        with ``(None, self)``.
+
+        Raises:
+            IncompleteStream: a result is not ready (unless ``intermediate``, which
+                yields it without following it).
+        """
+        stack: deque[tuple[Any, Any]] = deque([(None, self)])
+        while stack:
+            parent, node = stack.popleft()
+            yield parent, node
+            if node.ready():
+                stack.extend((node, child) for child in node.children or ())
+            elif not intermediate:
+                raise IncompleteStream(f"{node!r} has not finished")
+
+    def collect(self, intermediate: bool = False, **kwargs: Any) -> Iterator[tuple[Any, Any]]:
+        """``(result, value)`` for this result and every one it led to, waiting for each
+        as ``get(**kwargs)`` does (as Celery's ``collect()``).
+
+        Example:
+            >>> [v for _, v in A.delay(10).collect(timeout=10)]  # doctest: +SKIP
+        """
+        for _, node in self.iterdeps(intermediate=intermediate):
+            yield node, node.get(**kwargs)
+
+    def get_leaf(self) -> Any:
+        """The value of the last result of the graph (waiting for each on the way)."""
+        value = None
+        for _, node in self.iterdeps():
+            value = node.get()
+        return value
+
+    def build_graph(self, intermediate: bool = False,
+                    formatter: Any = None) -> DependencyGraph:
+        """The graph of results from here (see :meth:`iterdeps`)."""
+        graph = DependencyGraph()
+        for parent, node in self.iterdeps(intermediate=intermediate):
+            graph.add_arc(node)
+            if parent is not None:
+                graph.add_edge(parent, node)
+        return graph
+
+    @property
+    def graph(self) -> DependencyGraph:
+        return self.build_graph()
 
     # -- waiting ---------------------------------------------------------------------
 
@@ -239,6 +335,7 @@ class AsyncResult(Generic[R]):
         propagate: bool = True,
         interval: float = 0.5,
         disable_sync_subtasks: bool = True,
+        on_message: Callable[[dict[str, Any]], Any] | None = None,
         **_unused: Any,
     ) -> R:
         """Wait for the task to finish and return its value.
@@ -249,7 +346,11 @@ class AsyncResult(Generic[R]):
             interval: longest sleep between two looks at the store (wake-ups usually
                 end the sleep much sooner).
             disable_sync_subtasks: refuse to wait inside a running task, where waiting
-                for another task can deadlock the worker (as Celery does).
+                for another task can deadlock the worker (as Celery does; see
+                :func:`allow_join_result`).
+            on_message: called with the task's meta (``status``, ``result``,
+                ``traceback``, ``children``, ``date_done``, ``task_id``) for each state
+                it is seen in while waiting, the final one included (as Celery's).
 
         Raises:
             TimeoutError: the task did not finish within ``timeout``.
@@ -258,25 +359,54 @@ class AsyncResult(Generic[R]):
         """
         if self._ignored:
             return None  # type: ignore[return-value]
-        if disable_sync_subtasks and _state.current_request.get() is not None:
-            raise RuntimeError(
-                "Never call result.get() within a task: it can deadlock the worker. "
-                "Chain the tasks instead, or pass disable_sync_subtasks=False."
-            )
-        record = self._wait(timeout, interval)
+        if disable_sync_subtasks and _state.join_will_block():
+            raise RuntimeError(JOIN_REFUSED)
+        record = self._wait(timeout, interval, on_message)
         return self._finish(record, propagate)  # type: ignore[no-any-return]
 
     wait = get
 
-    def _wait(self, timeout: float | None, interval: float) -> ResultRecord:
+    async def aget(self, timeout: float | None = None, propagate: bool = True,
+                   interval: float = 0.5, **_unused: Any) -> R:
+        """``get()`` for asyncio: await the task's value without blocking the event
+        loop (woken by the same wake-ups as ``get()``; see :mod:`liteq.aio`).
+
+        Raises:
+            TimeoutError: the task did not finish within ``timeout``.
+            TaskRevokedError: the task was revoked or expired (with ``propagate``).
+            Exception: the task's own exception (with ``propagate``).
+
+        Example:
+            >>> result = await add.adelay(2, 3)  # doctest: +SKIP
+            >>> await result.aget(timeout=10)  # doctest: +SKIP
+            5
+        """
+        if self._ignored:
+            return None  # type: ignore[return-value]
+        record = self._final
+        if record is None:
+            record = await aio.wait_for_result(self.backend, self.id, timeout, interval)
+            self._final = record
+        return self._finish(record, propagate)  # type: ignore[no-any-return]
+
+    def _wait(self, timeout: float | None, interval: float,
+              on_message: Callable[[dict[str, Any]], Any] | None = None) -> ResultRecord:
         record = self._record()
+        seen: tuple[Any, ...] | None = None
         if record is not None and record.state in READY_STATES:
+            if on_message is not None:
+                on_message(self._meta(record))
             return record
         deadline = None if timeout is None else time.monotonic() + timeout
         waiter = self.backend.result_waiter([self.id])
         try:
             while True:
                 record = self._record()
+                if on_message is not None and record is not None:
+                    version = (record.state, record.payload, record.date_done)
+                    if version != seen:  # a new state (or new meta): tell the caller
+                        seen = version
+                        on_message(self._meta(record))
                 if record is not None and record.state in READY_STATES:
                     return record
                 remaining = interval if deadline is None else deadline - time.monotonic()
@@ -288,6 +418,18 @@ class AsyncResult(Generic[R]):
                 waiter.wait(min(remaining, interval))
         finally:
             waiter.close()
+
+    def _meta(self, record: ResultRecord) -> dict[str, Any]:
+        """The task's meta as Celery's ``on_message`` callbacks receive it."""
+        children = [] if record.children is None else serialization.json_loads(record.children)
+        return {
+            "status": record.state,
+            "result": self._decode(record),
+            "traceback": record.traceback,
+            "children": children,
+            "date_done": datetime.fromtimestamp(record.date_done, tz=timezone.utc).isoformat(),
+            "task_id": self.id,
+        }
 
     def _finish(self, record: ResultRecord, propagate: bool) -> Any:
         value = self._decode(record)
@@ -351,7 +493,7 @@ class EagerResult(AsyncResult[R]):
         self._traceback = traceback
         self._done = time.time()
 
-    def _record(self) -> ResultRecord | None:
+    def _record(self) -> ResultRecord:
         return ResultRecord(self.id, self._state, traceback=self._traceback,
                             date_done=self._done, task_name=self.task_name)
 
@@ -373,98 +515,32 @@ class EagerResult(AsyncResult[R]):
         propagate: bool = True,
         interval: float = 0.5,
         disable_sync_subtasks: bool = True,
+        on_message: Callable[[dict[str, Any]], Any] | None = None,
         **_unused: Any,
     ) -> R:
-        return self._finish(self._record(), propagate)  # type: ignore[arg-type,no-any-return]
+        record = self._record()
+        if on_message is not None:  # its one state, as a result that was ready
+            on_message(self._meta(record))
+        return self._finish(record, propagate)  # type: ignore[no-any-return]
 
     wait = get
+
+    async def aget(self, timeout: float | None = None, propagate: bool = True,
+                   interval: float = 0.5, **_unused: Any) -> R:
+        return self.get(propagate=propagate)
 
     def forget(self) -> None:
         raise ImproperlyConfigured("an eager result is not stored, so it cannot be forgotten")
 
 
-class GroupResult:
-    """The results of a group of tasks.
-
-    Example:
-        >>> res = group(add.s(i, i) for i in range(3))()  # doctest: +SKIP
-        >>> res.get(timeout=10), res.completed_count()  # doctest: +SKIP
-        ([0, 2, 4], 3)
-    """
-
-    def __init__(self, id: str, results: list[AsyncResult[Any]], app: LiteQ | None = None):
-        self.id = id
-        self.results = list(results)
-        self._app = app
-
-    def __iter__(self) -> Iterator[AsyncResult[Any]]:
-        return iter(self.results)
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def __getitem__(self, index: int) -> AsyncResult[Any]:
-        return self.results[index]
-
-    def __repr__(self) -> str:
-        return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
-
-    def ready(self) -> bool:
-        return all(result.ready() for result in self.results)
-
-    def successful(self) -> bool:
-        return all(result.successful() for result in self.results)
-
-    def failed(self) -> bool:
-        return any(result.failed() for result in self.results)
-
-    def waiting(self) -> bool:
-        return not self.ready()
-
-    def completed_count(self) -> int:
-        """How many of the tasks succeeded."""
-        return sum(1 for result in self.results if result.successful())
-
-    def get(
-        self,
-        timeout: float | None = None,
-        propagate: bool = True,
-        interval: float = 0.5,
-        disable_sync_subtasks: bool = True,
-        **_unused: Any,
-    ) -> list[Any]:
-        """Wait for every task and return their values in order.
-
-        Raises:
-            TimeoutError: not all finished within ``timeout`` (one deadline for all).
-        """
-        if disable_sync_subtasks and _state.current_request.get() is not None:
-            raise RuntimeError("Never call result.get() within a task: it can deadlock.")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pending = [r for r in self.results if not r._ignored]
-        if pending and not all(r.ready() for r in pending):
-            app = self._app or pending[0].app
-            waiter = app.backend.result_waiter([r.id for r in pending])
-            try:
-                for result in pending:
-                    while not result.ready():
-                        remaining = interval if deadline is None else deadline - time.monotonic()
-                        if remaining <= 0:
-                            done = sum(1 for r in self.results if r.ready())
-                            raise TimeoutError(
-                                f"group {self.id}: {done} of {len(self.results)} tasks "
-                                f"finished within {timeout:g}s"
-                            )
-                        waiter.wait(min(remaining, interval))
-            finally:
-                waiter.close()
-        return [r.get(propagate=propagate, disable_sync_subtasks=False) for r in self.results]
-
-    join = get
-
-    def forget(self) -> None:
-        for result in self.results:
-            result.forget()
-
-
-__all__ = ["AsyncResult", "EagerResult", "GroupResult", "exception_info", "rebuild_exception"]
+__all__ = [
+    "AsyncResult",
+    "DependencyGraph",
+    "EagerResult",
+    "GroupResult",
+    "ResultBase",
+    "ResultSet",
+    "allow_join_result",
+    "denied_join_result",
+    "result_from_tuple",
+]

@@ -49,6 +49,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from liteq.cronfields import CRON_ORDER, FIELDS, MONTH_DAYS, CronSpec, orig_text
+from liteq.exceptions import ImproperlyConfigured
 
 UTC = timezone.utc
 
@@ -450,6 +451,43 @@ class crontab(BaseSchedule):  # Celery's name
         return f"{text}>" if zone == "UTC" else f"{text} {zone}>"
 
 
+# -- solar ---------------------------------------------------------------------------
+
+#: The events Celery's ``solar`` schedule takes.
+SOLAR_EVENTS = ("dawn_astronomical", "dawn_nautical", "dawn_civil", "sunrise", "solar_noon",
+                "sunset", "dusk_civil", "dusk_nautical", "dusk_astronomical")
+
+
+class solar:  # Celery's name
+    """Celery's sun-position schedule (``solar("sunset", lat, lon)``): not supported.
+
+    Celery computes sunrise, sunset and twilight with the ``ephem`` library; liteq does
+    not, so a beat never silently skips or misfires such an entry. Creating one raises
+    :class:`~liteq.exceptions.ImproperlyConfigured` that names what to use instead:
+    a :class:`crontab` at fixed times in your ``timezone``.
+
+    Raises:
+        ImproperlyConfigured: always.
+
+    Example:
+        >>> solar("sunset", -37.81753, 144.96715)
+        Traceback (most recent call last):
+        ...
+        liteq.exceptions.ImproperlyConfigured: solar('sunset', ...) schedules are not ...
+    """
+
+    def __init__(self, event: str, lat: float, lon: float, **_options: Any) -> None:
+        known = "" if event in SOLAR_EVENTS else \
+            f" ({event!r} is not a solar event either: {', '.join(SOLAR_EVENTS)})"
+        raise ImproperlyConfigured(
+            f"solar({event!r}, {lat}, {lon}) schedules are not supported by liteq{known}: "
+            "they need astronomical calculations (Celery uses the ephem library). "
+            "Use crontab at fixed times instead, e.g. crontab(hour=18, minute=30) with "
+            "app.conf.timezone set to the place's zone, or compute the day's time in a "
+            "task and send the work with apply_async(eta=...)."
+        )
+
+
 # -- conversion and storage ----------------------------------------------------------
 
 
@@ -524,5 +562,6 @@ __all__ = [
     "from_dict",
     "schedstate",
     "schedule",
+    "solar",
     "to_schedule",
 ]

@@ -244,8 +244,25 @@ def accepted_content_types(accept: Iterable[str]) -> frozenset[str]:
     return frozenset(types)
 
 
-def loads(data: bytes, content_type: str, accept: frozenset[str]) -> Any:
-    """Decode ``data``, refusing content types outside ``accept``.
+def describe(content_type: str, quoted: bool = True) -> str:
+    """A content type as a user knows it: ``'pickle' (application/x-python-serialize)``
+    (``quoted=False``: just the serializer's name, ``pickle``).
+
+    Example:
+        >>> describe("application/json")
+        "'json' (application/json)"
+    """
+    serializer = _registry.get(content_type)
+    if serializer is None:
+        return repr(content_type) if quoted else content_type
+    return f"{serializer.name!r} ({content_type})" if quoted else serializer.name
+
+
+def loads(data: bytes, content_type: str, accept: frozenset[str],
+          setting: str = "accept_content") -> Any:
+    """Decode ``data``, refusing content types outside ``accept`` (named ``setting``
+    in the error, which names the serializer: ``refusing to deserialize 'pickle'
+    (application/x-python-serialize): not in accept_content ['json']``).
 
     Raises:
         ContentDisallowed: ``content_type`` is not accepted.
@@ -253,8 +270,8 @@ def loads(data: bytes, content_type: str, accept: frozenset[str]) -> Any:
     """
     if content_type not in accept:
         raise ContentDisallowed(
-            f"refusing to deserialize content of type {content_type!r}: "
-            f"it is not in accept_content ({', '.join(sorted(accept))})"
+            f"refusing to deserialize {describe(content_type)}: not in {setting} "
+            f"{sorted(describe(accepted, quoted=False) for accepted in accept)}"
         )
     serializer = _registry.get(content_type)
     if serializer is None:
@@ -272,6 +289,7 @@ __all__ = [
     "PICKLE",
     "Serializer",
     "accepted_content_types",
+    "describe",
     "dumps_call",
     "get",
     "json_dumps",

@@ -71,9 +71,21 @@ class Signal:
         """Call every receiver connected for ``sender`` (or for any sender)."""
         if not self._receivers:
             return []
+        return self._call(list(self._receivers), sender, named)
+
+    def send_to_late(self, seen: list[Receiver], sender: Any = None,
+                     **named: Any) -> list[tuple[Receiver, Any]]:
+        """Call the receivers that are not in ``seen`` (those connected after an
+        earlier send, whose receivers were ``seen``), as :meth:`send` would."""
+        late = [entry for entry in self._receivers
+                if not any(entry[1] is receiver for receiver in seen)]
+        return self._call(late, sender, named)
+
+    def _call(self, entries: list[tuple[Any, Receiver, Any]], sender: Any,
+              named: dict[str, Any]) -> list[tuple[Receiver, Any]]:
         responses = []
-        for _, receiver, wanted in list(self._receivers):
-            if wanted is not None and wanted is not sender:
+        for _, receiver, wanted in entries:
+            if wanted is not None and not _same_sender(wanted, sender):
                 continue
             try:
                 response = receiver(signal=self, sender=sender, **named)
@@ -89,6 +101,14 @@ class Signal:
         return f"<Signal: {self.name}>"
 
 
+def _same_sender(wanted: Any, sender: Any) -> bool:
+    # Senders match by identity, except names (a worker's node name for celeryd_init),
+    # which match by value, as in Celery.
+    if isinstance(wanted, (str, bytes)):
+        return bool(wanted == sender)
+    return wanted is sender
+
+
 before_task_publish = Signal("before_task_publish")
 after_task_publish = Signal("after_task_publish")
 task_received = Signal("task_received")
@@ -101,6 +121,14 @@ task_revoked = Signal("task_revoked")
 task_rejected = Signal("task_rejected")
 task_unknown = Signal("task_unknown")
 task_internal_error = Signal("task_internal_error")
+#: Sent first when a worker starts (before it reads its settings), with
+#: ``sender=`` its node name, ``instance=`` the worker, ``conf=`` the app's settings
+#: and ``options=`` its command-line options: configure workers by name here.
+celeryd_init = Signal("celeryd_init")
+#: Sent once the worker is set up (queues chosen, logging ready), before it consumes,
+#: with ``sender=`` its node name, ``instance=`` and ``conf=``; a receiver may add
+#: queues to ``instance.queues``.
+celeryd_after_setup = Signal("celeryd_after_setup")
 worker_init = Signal("worker_init")
 worker_process_init = Signal("worker_process_init")
 worker_process_shutdown = Signal("worker_process_shutdown")
@@ -122,6 +150,8 @@ __all__ = [
     "beat_embedded_init",
     "beat_init",
     "before_task_publish",
+    "celeryd_after_setup",
+    "celeryd_init",
     "import_modules",
     "setup_logging",
     "task_failure",

@@ -7,24 +7,27 @@ per worker process, as in seed 000's ``DatabaseTask``.
 
 from __future__ import annotations
 
+import logging
 import random
 import socket
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
-from liteq import _state, canvas
+from liteq import _state, aio, canvas, maps
+from liteq.canvas import ACCUMULATE
+from liteq.errbacks import call_errbacks, run_here, takes_request
 from liteq.exceptions import (
     ImproperlyConfigured,
     MaxRetriesExceededError,
+    OperationalError,
     Retry,
 )
-from liteq.execute import IGNORED, Request, execute
+from liteq.execute import IGNORED, Replaced, Request, execute
 from liteq.messages import Envelope
-from liteq.ratelimits import parse_rate
+from liteq.records import build_record
 from liteq.result import AsyncResult, EagerResult
 from liteq.states import FAILURE, RETRY, SUCCESS
 
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+logger = logging.getLogger(__name__)
 
 #: Tasks made with ``@shared_task``: every app finds them by name.
 shared_tasks: dict[str, Task[Any, Any]] = {}
@@ -87,6 +92,11 @@ class Task(Generic[P, R]):
 
     _app: LiteQ | None = None
 
+    #: Celery's exception attributes: ``except add.OperationalError`` (the broker is out
+    #: of reach when sending), ``add.MaxRetriesExceededError``.
+    MaxRetriesExceededError = MaxRetriesExceededError
+    OperationalError = OperationalError
+
     def __init__(self) -> None:
         self._requests: ContextVar[tuple[Request, ...]] = ContextVar(
             f"liteq_requests_{id(self)}", default=()
@@ -97,7 +107,7 @@ class Task(Generic[P, R]):
     @property
     def app(self) -> LiteQ:
         """The app this task belongs to (the current app for a ``shared_task``)."""
-        return self._app if self._app is not None else _state.current_app()
+        return self._app if self._app is not None else _state.get_current_app()
 
     def bind(self, app: LiteQ) -> Task[P, R]:
         self._app = app
@@ -127,9 +137,12 @@ class Task(Generic[P, R]):
         return stack[-1] if stack else _DEFAULT_REQUEST
 
     def push_request(self, request: Request) -> None:
+        """Run for ``request`` in this context: ``self.request`` and ``current_task``."""
         self._requests.set((*self._requests.get(), request))
+        _state.push_current_task(self)
 
     def pop_request(self) -> None:
+        _state.pop_current_task()
         self._requests.set(self._requests.get()[:-1])
 
     # -- sending ---------------------------------------------------------------------
@@ -170,10 +183,31 @@ class Task(Generic[P, R]):
         retry = options.pop("retry", None)
         retry_policy = options.pop("retry_policy", None)
         connection = options.pop("connection", None)
-        message = app.build_message(self.name, args, kwargs, task=self, task_id=task_id,
-                                    **options)
-        app.publish([message], retry=retry, retry_policy=retry_policy, connection=connection)
+        producer = app.producer
+        message = producer.build_message(self.name, args, kwargs, task=self, task_id=task_id,
+                                         **options)
+        producer.publish([message], retry=retry, retry_policy=retry_policy, connection=connection)
         return AsyncResult(message.id, app, self.name, ignored=message.ignore_result)
+
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        """``delay()`` for asyncio: ``result = await add.adelay(4, 4)``; the publish
+        runs in the event loop's default executor, never blocking the loop.
+
+        Raises:
+            EncodeError: an argument cannot be serialized (the message names it).
+        """
+        return await self.aapply_async(args, kwargs)
+
+    async def aapply_async(self, args: Iterable[Any] | None = None,
+                           kwargs: Mapping[str, Any] | None = None,
+                           task_id: str | None = None, **options: Any) -> AsyncResult[R]:
+        """``apply_async()`` for asyncio, with the same options (see
+        :meth:`apply_async`); it does not join an ``app.transaction()`` block.
+
+        Example:
+            >>> result = await add.aapply_async((2, 3), countdown=5)  # doctest: +SKIP
+        """
+        return await aio.run_blocking(self.apply_async, args, kwargs, task_id, **options)
 
     def apply(
         self,
@@ -192,33 +226,65 @@ class Task(Generic[P, R]):
         app = self.app
         for option in ("retry", "retry_policy", "connection"):
             options.pop(option, None)
-        message = app.build_message(self.name, args, kwargs, task=self, task_id=task_id,
-                                    retries=retries, **options)
+        message = app.producer.build_message(self.name, args, kwargs, task=self,
+                                             task_id=task_id, retries=retries, **options)
         request = Request.from_message(message, hostname=socket.gethostname(), is_eager=True)
         outcome = execute(app, self, request)
         if outcome.state == RETRY and isinstance(outcome.exception, Retry):
             return self.apply(args, kwargs, task_id=message.id, retries=retries + 1,
                               throw=throw, **options)
-        if app.conf.task_store_eager_result and outcome.record is not None:
-            app.backend.store_results([outcome.record])
-        app.run_follow_ups(outcome.publish)
         propagate = app.conf.task_eager_propagates if throw is None else throw
+        if isinstance(outcome.exception, Replaced):
+            return self._run_replacement(message.id, outcome.exception, propagate)
+        if app.conf.task_store_eager_result and outcome.record is not None:
+            app.outcome_store.store([outcome.record])
+        if outcome.state == SUCCESS:  # the chain's next step and links, here and now
+            self._run_follow_ups_here(request, outcome.value)
+        elif outcome.state == FAILURE:
+            run_here(app, outcome.publish)  # its errbacks, here and now
         if outcome.state == FAILURE and propagate and outcome.exception is not None:
             raise outcome.exception
         value = outcome.value if outcome.state in (SUCCESS, IGNORED) else outcome.exception
         traceback = outcome.record.traceback if outcome.record is not None else None
         return EagerResult(message.id, value, outcome.state, traceback, app, self.name)
 
+    def _run_follow_ups_here(self, request: Request, value: Any) -> None:
+        """Eager mode: run the chain's next step and the links with ``value``, here."""
+        app = self.app
+        if request.chain:
+            step = canvas.signature(request.chain[0], app=app)
+            canvas.with_chain(step, request.chain[1:]).apply((value,))
+        for link in request.callbacks or ():
+            canvas.signature(link, app=app).apply((value,))
+
+    def _run_replacement(self, task_id: str, signal: Replaced,
+                         propagate: bool) -> EagerResult[R]:
+        """Eager mode: run the replacement here; its value is this task's."""
+        result = signal.signature.apply()
+        value = result.get(propagate=False, disable_sync_subtasks=False)
+        if result.state == FAILURE and propagate and isinstance(value, BaseException):
+            raise value
+        return EagerResult(task_id, value, result.state, result.traceback, self.app,
+                           self.name)
+
     def AsyncResult(self, task_id: str) -> AsyncResult[R]:
         return AsyncResult(task_id, self.app, self.name)
 
     # -- signatures ------------------------------------------------------------------
 
-    def signature(self, args: Iterable[Any] | None = None,
-                  **options: Any) -> canvas.Signature:
-        """A signature with options: ``add.signature((2, 2), countdown=10)``."""
-        kwargs = options.pop("kwargs", None)
-        return canvas.Signature(self, args, kwargs, options)
+    def signature(
+        self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None, *, immutable: bool = False,
+        **extra_options: Any,
+    ) -> canvas.Signature:
+        """A signature with options, as in Celery: args, kwargs, then options.
+
+        Example:
+            >>> add.signature((2, 2), {"debug": True}, countdown=10)  # doctest: +SKIP
+            >>> notify.signature(immutable=True)  # a link that ignores the result  # doctest: +SKIP
+        """
+        return canvas.Signature(self, args, kwargs, options, immutable=immutable,
+                                **extra_options)
 
     subtask = signature
 
@@ -229,6 +295,33 @@ class Task(Generic[P, R]):
     def si(self, *args: Any, **kwargs: Any) -> canvas.Signature:
         """An immutable signature: it ignores the parent's result in a chain."""
         return canvas.Signature.of(self, args, kwargs, immutable=True)
+
+    def map(self, it: Iterable[Any]) -> maps.xmap:
+        """One message that calls this task's function for every item of ``it``.
+
+        Example:
+            >>> tsum.map([[1, 2], [3]]).delay().get(timeout=10)  # doctest: +SKIP
+            [3, 3]
+        """
+        return maps.xmap(self.s(), it, app=self._app)
+
+    def starmap(self, it: Iterable[Any]) -> maps.xstarmap:
+        """One message that calls this task's function with each item's arguments.
+
+        Example:
+            >>> add.starmap([(1, 2), (3, 4)]).delay().get(timeout=10)  # doctest: +SKIP
+            [3, 7]
+        """
+        return maps.xstarmap(self.s(), it, app=self._app)
+
+    def chunks(self, it: Iterable[Any], n: int) -> maps.chunks:
+        """The argument tuples ``it`` in parts of ``n`` tasks, one message per part.
+
+        Example:
+            >>> add.chunks(zip(range(4), range(4)), 2)().get(timeout=10)  # doctest: +SKIP
+            [[0, 2], [4, 6]]
+        """
+        return maps.chunks(self.s(), it, n, app=self._app)
 
     # -- state -----------------------------------------------------------------------
 
@@ -246,12 +339,10 @@ class Task(Generic[P, R]):
         task_id = task_id or request.id
         if task_id is None:
             raise ImproperlyConfigured("update_state() needs a task id outside a running task")
-        record = app.make_record(task_id, state or "PENDING", meta, task_name=self.name,
-                                 worker=request.hostname, retries=request.retries,
-                                 serializer=self.result_serializer)
-        # The lease fences the write only where it lives: in the broker's own store.
-        fenced = task_id == request.id and app.results_with_broker
-        app.backend.store_result(record, fence=request.delivery if fenced else None)
+        record = build_record(app, task_id, state or "PENDING", meta, task=self,
+                              task_name=self.name, worker=request.hostname,
+                              retries=request.retries)
+        app.outcome_store.interim(record, request.delivery if task_id == request.id else None)
 
     # -- retries ---------------------------------------------------------------------
 
@@ -279,7 +370,7 @@ class Task(Generic[P, R]):
         if limit is not None and request.retries >= limit:
             if exc is not None:
                 raise exc
-            raise MaxRetriesExceededError(
+            raise self.MaxRetriesExceededError(
                 f"Can't retry {self.name}[{request.id}] args:{request.args} "
                 f"kwargs:{request.kwargs}"
             )
@@ -287,7 +378,7 @@ class Task(Generic[P, R]):
             countdown = self.default_retry_delay
         app = self.app
         old = request.message
-        message = app.build_message(
+        message = app.producer.build_message(
             self.name,
             request.args if args is None else args,
             request.kwargs if kwargs is None else kwargs,
@@ -306,8 +397,7 @@ class Task(Generic[P, R]):
             **{**dict(old.options), **options},
         )
         when = countdown if eta is None else eta.timestamp() - time.time()
-        signal = Retry(exc=exc, when=when)
-        signal.envelope = message.encode()  # type: ignore[attr-defined]
+        signal = Retry(exc=exc, when=when, envelope=message.encode())
         if not throw:
             return signal
         raise signal
@@ -331,35 +421,101 @@ class Task(Generic[P, R]):
         except BaseException:
             return None  # out of retries: the original exception stands
 
+    # -- replacing -------------------------------------------------------------------
+
+    def replace(self, sig: Any) -> NoReturn:
+        """Replace this task with ``sig``, which takes over its id: whoever waits for
+        this task gets the replacement's value, a chain goes on after it, and its links,
+        errbacks and chord membership carry over. The task ends here.
+
+        Example:
+            >>> @app.task(bind=True)  # doctest: +SKIP
+            ... def fetch_all(self, urls):
+            ...     return self.replace(group(fetch.s(url) for url in urls))
+
+        Raises:
+            ImproperlyConfigured: called outside a task run from a message, or with
+                an empty chain or a signature that is part of a chord.
+        """
+        request = self.request
+        if request.called_directly or request.id is None:
+            raise ImproperlyConfigured(
+                f"{self.name}: replace() works in a task run by a worker or apply(), "
+                "not in a direct call"
+            )
+        app = self.app
+        sig = canvas.signature(sig, app=app)
+        if "chord" in sig.options:
+            raise ImproperlyConfigured("a signature replacing a task must not be part of a "
+                                       "chord")
+        if isinstance(sig, canvas.chain) and not sig.tasks:
+            raise ImproperlyConfigured("cannot replace a task with an empty chain")
+        sig = canvas.deep_copy(sig)
+        if isinstance(canvas.last_task(sig), canvas.group):  # its results become one value
+            sig = sig | canvas.Signature(ACCUMULATE, app=app)
+        for link in request.callbacks or ():
+            canvas.last_task(sig).link(canvas.signature(link, app=app))
+        for errback in request.errbacks or ():
+            canvas.link_error_everywhere(sig, canvas.signature(errback, app=app))
+        sig.freeze(request.id)
+        last = canvas.last_task(sig)
+        message = request.message
+        chord = message.options.get("chord") if message is not None else None
+        if chord:  # counted in the chord when the replacement ends, once
+            last.options.update(chord=chord, group_index=request.group_index,
+                                group_id=request.group, ignore_result=False)
+        elif request.group:
+            last.options["group_id"] = request.group
+        self.on_replace(canvas.with_chain(sig, list(request.chain or ())))
+
+    def on_replace(self, sig: canvas.Signature) -> NoReturn:
+        """Called by :meth:`replace` with the replacement, ready to send (as in Celery
+        5.3); an override must end with ``return super().on_replace(sig)``.
+
+        Ends the task: on a worker the replacement's messages are published with its
+        outcome, in one transaction; in eager mode the replacement runs here.
+        """
+        if self.request.is_eager:
+            raise Replaced(sig)
+        messages, _ = sig.build()
+        raise Replaced(sig, tuple(m.encode() for m in messages))
+
     # -- follow-up messages ----------------------------------------------------------
 
     def follow_ups(self, request: Request, value: Any) -> tuple[Envelope, ...]:
-        """Messages to publish with this task's result: the chain's next step, links."""
+        """Messages to publish with this task's result: the chain's next step (a task,
+        a group or a chord, its ids frozen when the chain was sent), and the links."""
         app = self.app
-        envelopes = []
+        messages = []
         if request.chain:
-            step, rest = canvas.signature(request.chain[0]), request.chain[1:]
-            step = step.clone((value,))
-            if rest:
-                step.options["chain"] = list(rest)
-            envelopes.append(app.build_message(step.task, step.args, step.kwargs,
-                                               **step.options).encode())
+            step = canvas.signature(request.chain[0], app=app)
+            messages += canvas.with_chain(step, request.chain[1:]).build((value,))[0]
         for link in request.callbacks or ():
-            step = canvas.signature(link).clone((value,))
-            envelopes.append(app.build_message(step.task, step.args, step.kwargs,
-                                               **step.options).encode())
-        return tuple(envelopes)
+            messages += canvas.signature(link, app=app).build((value,))[0]
+        return tuple(message.encode() for message in messages)
 
-    def error_callbacks(self, request: Request, exc: BaseException) -> tuple[Envelope, ...]:
-        """Messages to publish when this task fails: its ``link_error`` signatures,
-        each called with the failed task's id."""
-        app = self.app
-        envelopes = []
-        for link in request.errbacks or ():
-            step = canvas.signature(link).clone((request.id,))
-            envelopes.append(app.build_message(step.task, step.args, step.kwargs,
-                                               **step.options).encode())
-        return tuple(envelopes)
+    def error_callbacks(self, request: Request, exc: BaseException,
+                        traceback: str | None = None) -> tuple[Envelope, ...]:
+        """Run this task's ``link_error`` errbacks for a failure, as Celery does.
+
+        An errback whose function takes more than one argument besides those its
+        signature gives (Celery's documented ``def on_error(request, exc, traceback)``,
+        bound tasks too) is called here and now, in this process, with the failed
+        task's request, the exception and the traceback text; one that raises is
+        logged and the failure stands. Any other errback (one argument, a class-based
+        task, a task this process does not know) is called with the failed task's id:
+        applied here when the failed task was applied here (``apply()``, eager mode),
+        else returned as a message, to be published with the failure
+        (see :func:`liteq.errbacks.call_errbacks`).
+
+        Example:
+            >>> @app.task  # doctest: +SKIP
+            ... def on_error(request, exc, traceback):
+            ...     print(f"Task {request.id} raised {exc!r}")
+            >>> add.apply_async((2, "x"), link_error=on_error.s())  # doctest: +SKIP
+        """
+        return tuple(message.encode()
+                     for message in call_errbacks(self.app, request, exc, traceback))
 
     # -- hooks -----------------------------------------------------------------------
 
@@ -393,62 +549,4 @@ def backoff_interval(factor: float, retries: int, maximum: float, full_jitter: b
     return max(0.0, countdown)
 
 
-def make_task(
-    fun: Callable[..., Any],
-    *,
-    app: LiteQ | None,
-    name: str,
-    base: type[Task[Any, Any]] | None = None,
-    bind: bool = False,
-    **options: Any,
-) -> Task[Any, Any]:
-    """Build the task instance for ``fun`` (one class per task, as Celery does)."""
-    base = base or Task
-    if not (isinstance(base, type) and issubclass(base, Task)):
-        raise ImproperlyConfigured(f"base= must be a subclass of liteq.Task, not {base!r}")
-    unknown = sorted(set(options) - set(_TASK_OPTIONS))
-    if unknown:
-        raise ImproperlyConfigured(
-            f"unknown task option(s) {', '.join(map(repr, unknown))} for {name}"
-        )
-    attributes = {
-        "name": name,
-        "run": fun if bind else staticmethod(fun),
-        "_app": app,
-        "__doc__": fun.__doc__,
-        "__module__": fun.__module__,
-        "__qualname__": getattr(fun, "__qualname__", fun.__name__),
-        "__wrapped__": fun,
-        "_bind": bind,
-        **options,
-    }
-    if "autoretry_for" in options:
-        attributes["autoretry_for"] = tuple(options["autoretry_for"])
-    if options.get("rate_limit") is not None:
-        try:
-            parse_rate(options["rate_limit"])
-        except ValueError as exc:
-            raise ImproperlyConfigured(f"task {name}: {exc}") from None
-    cls = type(fun.__name__, (base,), attributes)
-    task: Task[Any, Any] = cls()
-    return task
-
-
-_TASK_OPTIONS = {
-    name for name, value in vars(Task).items()
-    if not name.startswith("_") and not callable(value) and not isinstance(value, property)
-} | {"typing", "trail", "serializer", "shared"}
-
-
-def gen_task_name(app_main: str | None, module: str, function: str) -> str:
-    """``module.function``; a task defined in ``__main__`` takes the app's main name."""
-    if module == "__main__" and app_main:
-        module = app_main
-    return f"{module}.{function}"
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-__all__ = ["Task", "backoff_interval", "gen_task_name", "make_task", "shared_tasks"]
+__all__ = ["Task", "backoff_interval", "shared_tasks", "takes_request"]

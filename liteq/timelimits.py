@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from liteq import platforms
 from liteq.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 
@@ -29,7 +30,8 @@ def time_limits(soft: float | None, hard: float | None) -> Iterator[None]:
     """Raise :class:`SoftTimeLimitExceeded` inside the task after ``soft`` seconds and
     :class:`TimeLimitExceeded` after ``hard`` seconds.
 
-    In a process's main thread this uses ``SIGALRM``; in other threads the exception is
+    In a process's main thread this uses ``SIGALRM``; in other threads (and where there
+    is no ``SIGALRM``: Windows) the exception is
     injected into the thread (it lands at the next Python bytecode, so a task blocked in
     C code sees it when it returns to Python). Prefork children pass ``hard=None``: their
     main process kills them instead, which also stops code stuck in C.
@@ -42,7 +44,7 @@ def time_limits(soft: float | None, hard: float | None) -> Iterator[None]:
     if not stages:
         yield
         return
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or not platforms.has_alarm():
         ident = threading.get_ident()
         lock = threading.Lock()
         running = [True]

@@ -20,11 +20,12 @@ from types import ModuleType
 import pytest
 
 from liteq._state import reset_current_app
+from liteq.platforms import START_METHOD_ENV
 from liteq.testing import WorkerProcess
 from tests.redis_fixtures import redis_server, redis_url  # noqa: F401 - fixtures
 
 #: Test directories whose tests run on every transport.
-EVERY_TRANSPORT = {"behaviour", "reliability"}
+EVERY_TRANSPORT = {"behaviour", "conformance", "reliability"}
 
 #: The task module most behaviour tests use; ``@BROKER@`` stands for the broker URL
 #: (a SQLite file or a Redis database), ``@DB@`` for the SQLite file's path.
@@ -197,9 +198,19 @@ def transport_kind() -> str:
     return "sqlite"
 
 
+#: The start method of prefork children per (test folder, transport). The behaviour
+#: suite runs once under spawn (the default on macOS and Windows) on SQLite and under
+#: fork (Linux's) on Redis; reliability tests run under fork. An outer
+#: LITEQ_START_METHOD (a CI step running everything under spawn) wins.
+START_METHODS = {("behaviour", "sqlite"): "spawn"}
+
+
 @pytest.fixture
-def project(tmp_path: Path, transport_kind: str, request: pytest.FixtureRequest
-            ) -> Iterator[Project]:
+def project(tmp_path: Path, transport_kind: str, request: pytest.FixtureRequest,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    method = START_METHODS.get((request.node.path.parent.name, transport_kind))
+    if method and START_METHOD_ENV not in os.environ:
+        monkeypatch.setenv(START_METHOD_ENV, method)  # workers and scripts inherit it
     url = request.getfixturevalue("redis_url") if transport_kind == "redis" else None
     project = Project(tmp_path, transport_kind, url)
     try:

@@ -12,7 +12,18 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from liteq.cli import admin, beat, inspect, multi, worker  # register the commands
+from liteq.cli import (  # register the commands
+    admin,
+    beat,
+    console,
+    control,
+    doctor,
+    events,
+    inspect,
+    multi,
+    shell,
+    worker,
+)
 from liteq.cli.base import State, cli
 
 if TYPE_CHECKING:
@@ -27,4 +38,5 @@ def main(argv: Sequence[str] | None = None, app: LiteQ | None = None) -> None:
              obj=State(app=app))
 
 
-__all__ = ["admin", "beat", "cli", "inspect", "main", "multi", "worker"]
+__all__ = ["admin", "beat", "cli", "console", "control", "doctor", "events", "inspect",
+           "main", "multi", "shell", "worker"]

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from liteq import serialization
 from liteq.cli.base import app_option, cli, handle_errors, resolve
 from liteq.exceptions import TimeoutError
-from liteq.states import FAILURE, REVOKED
-from liteq.transports.base import ResultRecord
+from liteq.resend import extended_fields, not_retriable, recorded_call, send_again
+from liteq.states import FAILURE
 
 if TYPE_CHECKING:
-    from liteq.app import LiteQ
+    pass
 
 
 def _json_option(value: str | None, kind: type, what: str) -> Any:
@@ -40,7 +38,7 @@ def _json_option(value: str | None, kind: type, what: str) -> Any:
 def purge(ctx: click.Context, database: str | None, app_path: str | None,
           queues: str | None, force: bool) -> None:
     """Delete every waiting message (ready and scheduled); running tasks are untouched."""
-    app, _ = resolve(ctx, app_path, database)
+    app, _ = resolve(ctx, app_path, database, must_exist=True)  # never creates one
     wanted = [q.strip() for q in queues.split(",")] if queues else None
     where = f"queue(s) {', '.join(wanted)}" if wanted else "all queues"
     if not force:
@@ -119,7 +117,7 @@ def revoke(ctx: click.Context, task_ids: tuple[str, ...], database: str | None,
     liteq revoke 01a1fe2c-... -b tasks.db
     liteq -A proj revoke ID1 ID2 --terminate
     """
-    app, _ = resolve(ctx, app_path, database)
+    app, _ = resolve(ctx, app_path, database, must_exist=True)  # never creates one
     app.control.revoke(list(task_ids), terminate=terminate, signal=signal_name)
     click.echo(f"revoked {len(task_ids)} task{'s' if len(task_ids) != 1 else ''}"
                f"{' (terminate)' if terminate else ''}")
@@ -151,11 +149,12 @@ def retry(ctx: click.Context, task_ids: tuple[str, ...], database: str | None,
         raise click.UsageError("give task ids or --failed (not both)")
     if task_name and not failed:
         raise click.UsageError("--task goes with --failed")
-    app, _ = resolve(ctx, app_path, database)
+    app, _ = resolve(ctx, app_path, database, must_exist=True)  # never creates one
     backend = app.backend
     if failed:
         records = [record for record in backend.find_results(FAILURE, task_name, limit)
-                   if _call(record) is not None and "retried_as" not in _extended(record)]
+                   if recorded_call(record) is not None
+                   and "retried_as" not in extended_fields(record)]
     else:
         records = []
         for task_id in task_ids:
@@ -167,61 +166,18 @@ def retry(ctx: click.Context, task_ids: tuple[str, ...], database: str | None,
     problems = len(task_ids) - len(records) if not failed else 0
     retried = 0
     for record in records:
-        reason = _not_retriable(record)
+        reason = not_retriable(record)
         if reason:
             click.echo(f"{record.task_id}: {reason}", err=True)
             problems += 1
             continue
-        new_id = _send_again(app, record)
+        new_id = send_again(app, record)
         click.echo(f"{record.task_id} {record.task_name}: retried as {new_id}")
         retried += 1
     if failed:
         click.echo(f"Retried {retried} failed task{'s' if retried != 1 else ''}.")
     if problems:
         ctx.exit(1)
-
-
-def _extended(record: ResultRecord) -> dict[str, Any]:
-    if not record.extended:
-        return {}
-    try:
-        data = serialization.json_loads(record.extended)
-    except Exception:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _call(record: ResultRecord) -> dict[str, Any] | None:
-    call = _extended(record).get("call")
-    return call if isinstance(call, dict) else None
-
-
-def _not_retriable(record: ResultRecord) -> str | None:
-    if record.state not in (FAILURE, REVOKED):
-        return f"is {record.state}; only FAILURE and REVOKED tasks can be retried"
-    if "retried_as" in _extended(record):
-        return f"was retried already, as {_extended(record)['retried_as']}"
-    if _call(record) is None or not record.task_name:
-        return ("its call was not kept: only tasks that failed in a worker can be sent "
-                "again (not ones lost with their worker, killed by a time limit, or whose "
-                "arguments json cannot hold)")
-    return None
-
-
-def _send_again(app: LiteQ, record: ResultRecord) -> str:
-    """Send the recorded call under a new id, then mark the old record with it."""
-    data = _extended(record)
-    call = data["call"]
-    result = app.send_task(
-        str(record.task_name), data.get("args") or [], data.get("kwargs") or {},
-        queue=data.get("queue"), priority=call.get("priority"),
-        headers={**(call.get("headers") or {}), "retried_from": record.task_id},
-        parent_id=data.get("parent_id"), root_id=data.get("root_id"),
-        **(call.get("options") or {}),
-    )
-    marked = serialization.json_dumps({**data, "retried_as": result.id})
-    app.backend.store_results([dataclasses.replace(record, extended=marked)])
-    return result.id
 
 
 __all__ = ["call", "purge", "retry", "revoke"]

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sys
 import threading
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from liteq.beat import Beat, describe
 from liteq.cli.base import app_option, cli, handle_errors, loglevel_type, resolve, setup_logging
+from liteq.cli.daemon import detach as become_daemon
+from liteq.cli.daemon import expand_path, holding_pidfile
+
+if TYPE_CHECKING:
+    from liteq.app import LiteQ
 
 
 def _when(timestamp: float | None) -> str:
@@ -26,7 +32,12 @@ def _when(timestamp: float | None) -> str:
 @app_option
 @click.option("-l", "--loglevel", default="WARNING", show_default=True, type=loglevel_type,
               help="debug, info, warning, error or critical (any case).")
-@click.option("-f", "--logfile", default=None, help="Log here instead of stderr.")
+@click.option("-f", "--logfile", default=None,
+              help="Log here instead of stderr (detached: celerybeat.log).")
+@click.option("--pidfile", default=None,
+              help="Write the pid here; refuse to start if it names a live process "
+                   "(detached: celerybeat.pid).")
+@click.option("-D", "--detach", is_flag=True, help="Run in the background (a daemon).")
 @click.option("--show", is_flag=True, help="List the stored entries and their next run; exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --show: print JSON.")
 @click.option("-s", "--schedule", "schedule_file", default=None, hidden=True,
@@ -34,14 +45,15 @@ def _when(timestamp: float | None) -> str:
 @click.pass_context
 @handle_errors
 def beat(ctx: click.Context, database: str | None, app_path: str | None, loglevel: int,
-         logfile: str | None, show: bool, as_json: bool, schedule_file: str | None) -> None:
+         logfile: str | None, pidfile: str | None, detach: bool, show: bool, as_json: bool,
+         schedule_file: str | None) -> None:
     """Send periodic tasks on time; several beats on one file fire each tick once.
 
     \b
     liteq -A proj beat              run the beat of proj's beat_schedule
     liteq beat tasks.db --show      list entries with their next run
     """
-    app, _ = resolve(ctx, app_path, database)
+    app, _ = resolve(ctx, app_path, database, must_exist=show)  # --show only reads
     if show:
         rows = describe(app)
         if as_json:
@@ -55,7 +67,21 @@ def beat(ctx: click.Context, database: str | None, app_path: str | None, logleve
                        f"    next {_when(row['next_run_at'])} (in {row['due_in']:.0f}s), "
                        f"last {_when(row['last_run_at'])}, ran {row['total_run_count']} times")
         return
-    setup_logging(loglevel, app.conf.worker_log_format, logfile)
+    node = f"beat@{socket.gethostname()}"
+    if detach:
+        pidfile, logfile = pidfile or "celerybeat.pid", logfile or "celerybeat.log"
+    log_path = expand_path(logfile, node) if logfile else None
+    pid_path = expand_path(pidfile, node) if pidfile else None
+    if detach:
+        assert pid_path is not None and log_path is not None
+        become_daemon(pid_path, log_path)
+    setup_logging(loglevel, app.conf.worker_log_format, log_path)
+    with holding_pidfile(pid_path):
+        _run(app)
+    sys.exit(0)
+
+
+def _run(app: LiteQ) -> None:
     service = Beat(app)
     stored = service.setup()
     stop = threading.Event()
@@ -72,7 +98,6 @@ def beat(ctx: click.Context, database: str | None, app_path: str | None, logleve
     service.run(stop)
     click.echo(f"liteq beat: stopped ({signal.Signals(seen[0]).name if seen else 'done'}) "
                f"after sending {service.fired} task(s)", err=True)
-    sys.exit(0)
 
 
 __all__ = ["beat"]

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-from collections.abc import Iterator
 
 import click
 
-from liteq.cli.base import app_option, cli, handle_errors, loglevel_type, resolve, setup_logging
+from liteq.cli.base import (
+    app_option,
+    cli,
+    handle_errors,
+    loglevel_type,
+    resolve,
+    setting_default,
+    setup_logging,
+)
+from liteq.cli.daemon import detach as become_daemon
+from liteq.cli.daemon import expand_path, holding_pidfile
 from liteq.worker import Worker, WorkerOptions, expand_nodename
+from liteq.worker.logs import redirected_stdouts
 from liteq.worker.supervisor import PoolStartError
 
 
@@ -18,67 +26,49 @@ def _split(values: tuple[str, ...]) -> list[str]:
     return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
-@contextlib.contextmanager
-def holding_pidfile(path: str | None) -> Iterator[None]:
-    """Write our pid to ``path``; refuse when another live process holds it."""
-    if not path:
-        yield
-        return
-    try:
-        with open(path, encoding="ascii") as handle:
-            other = int(handle.read().strip() or 0)
-    except (OSError, ValueError):
-        other = 0
-    if other and other != os.getpid():
-        try:
-            os.kill(other, 0)
-        except ProcessLookupError:
-            pass  # a stale pidfile: its process is gone
-        except PermissionError:
-            raise click.ClickException(
-                f"pidfile {path} belongs to running process {other}"
-            ) from None
-        else:
-            raise click.ClickException(f"pidfile {path} belongs to running process {other}")
-    with open(path, "w", encoding="ascii") as handle:
-        handle.write(f"{os.getpid()}\n")
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-
-
 @cli.command()
 @click.argument("database", required=False, metavar="[DATABASE]")
 @app_option
 @click.option("-Q", "--queues", multiple=True, metavar="QUEUES",
-              help="Queues to consume, comma-separated (default: all declared, or 'celery').")
+              help="Queues to consume, comma-separated (default: those of task_queues, else "
+                   f"task_default_queue, {setting_default('task_default_queue')!r}).")
 @click.option("-X", "--exclude-queues", multiple=True, metavar="QUEUES",
               help="Queues not to consume, comma-separated.")
 @click.option("-n", "--hostname", default="liteq@%h", show_default=True,
               help="Node name; %h host, %n name, %d domain.")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None,
-              help="Tasks at once (default: the number of CPUs).")
+              help="Tasks at once (default: worker_concurrency, else the number of CPUs).")
 @click.option("-P", "--pool", type=click.Choice(["prefork", "threads", "solo"],
                                                 case_sensitive=False), default=None,
-              help="prefork (default), threads or solo.")
+              help=f"The pool (default: worker_pool, {setting_default('worker_pool')}).")
 @click.option("-l", "--loglevel", default="WARNING", show_default=True, type=loglevel_type,
               help="debug, info, warning, error or critical (any case).")
-@click.option("-f", "--logfile", default=None, help="Log here instead of stderr (%n, %i expand).")
-@click.option("--pidfile", default=None, help="Write the pid here (%n expands).")
+@click.option("-f", "--logfile", default=None,
+              help="Log here instead of stderr (%n, %h, %i expand; detached: %n%I.log); "
+                   "print() in tasks is logged too (worker_redirect_stdouts).")
+@click.option("--pidfile", default=None,
+              help="Write the pid here; refuse to start if it names a live process "
+                   "(%n, %h expand; detached: %n.pid).")
+@click.option("-D", "--detach", is_flag=True,
+              help="Run in the background (a daemon), logging to --logfile.")
 @click.option("--prefetch-multiplier", type=click.IntRange(min=1), default=None,
-              help="Tasks claimed ahead per pool slot (default 4).")
+              help="Tasks claimed ahead per pool slot (default: worker_prefetch_multiplier, "
+                   f"{setting_default('worker_prefetch_multiplier')}).")
 @click.option("--max-tasks-per-child", type=click.IntRange(min=1), default=None,
-              help="Replace a pool process after this many tasks.")
+              help="Replace a pool process after this many tasks (default: "
+                   "worker_max_tasks_per_child; none).")
 @click.option("--max-memory-per-child", type=click.IntRange(min=1), default=None,
-              help="Replace a pool process once it uses this many KiB.")
+              help="Replace a pool process once it uses this many KiB (default: "
+                   "worker_max_memory_per_child; none).")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Hard time limit (seconds) for tasks that set none.")
+              help="Hard time limit (seconds) for tasks sent without one (their time_limit, "
+                   "or the sender's task_time_limit).")
 @click.option("--soft-time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Soft time limit (seconds) for tasks that set none.")
+              help="Soft time limit (seconds) for tasks sent without one (their "
+                   "soft_time_limit, or the sender's task_soft_time_limit).")
 @click.option("--start-method", type=click.Choice(["fork", "forkserver", "spawn"]),
-              default=None, help="How prefork starts processes (default: Python's).")
+              default=None, help="How prefork starts processes (default: "
+                                 "worker_pool_start_method, else Python's).")
 @click.option("-B", "--beat", is_flag=True, help="Also run the beat (periodic tasks) here.")
 @click.option("--banner/--no-banner", default=True, help="Print the start-up summary.")
 @click.option("-O", "optimization", default=None, hidden=True)
@@ -94,7 +84,7 @@ def worker(ctx: click.Context, /, database: str | None, app_path: str | None,
            pidfile: str | None, prefetch_multiplier: int | None,
            max_tasks_per_child: int | None, max_memory_per_child: int | None,
            time_limit: float | None, soft_time_limit: float | None,
-           start_method: str | None, beat: bool, banner: bool,
+           start_method: str | None, beat: bool, banner: bool, detach: bool,
            **_celery_flags: object) -> None:
     """Run a worker: claim tasks from the database and run them.
 
@@ -104,9 +94,17 @@ def worker(ctx: click.Context, /, database: str | None, app_path: str | None,
     """
     app, spec = resolve(ctx, app_path, database)
     nodename = expand_nodename(hostname)
-    setup_logging(loglevel, app.conf.worker_log_format,
-                  logfile.replace("%n", nodename.partition("@")[0]).replace("%i", "0")
-                  .replace("%h", nodename) if logfile else None)
+    if detach:
+        pidfile, logfile = pidfile or "%n.pid", logfile or "%n%I.log"
+    log_path = expand_path(logfile, nodename) if logfile else None
+    pid_path = expand_path(pidfile, nodename) if pidfile else None
+    if detach:
+        assert pid_path is not None and log_path is not None
+        become_daemon(pid_path, log_path)
+    setup_logging(loglevel, app.conf.worker_log_format, log_path)
+    # print() in tasks becomes log lines, as in Celery (children inherit or redo it)
+    redirect_level = (str(app.conf.worker_redirect_stdouts_level)
+                      if app.conf.worker_redirect_stdouts else None)
     options = WorkerOptions(
         nodename=hostname,
         queues=_split(queues) or None,
@@ -122,13 +120,15 @@ def worker(ctx: click.Context, /, database: str | None, app_path: str | None,
         loglevel=loglevel,
         banner=banner,
         beat=beat,
+        logfile=log_path,
+        redirect_stdouts=redirect_level,
     )
     if app.conf.worker_pool_start_method and start_method is None:
         options.start_method = app.conf.worker_pool_start_method
-    pid_path = pidfile.replace("%n", nodename.partition("@")[0]) if pidfile else None
     with holding_pidfile(pid_path):
         try:
-            code = Worker(app, spec, options).start()
+            with redirected_stdouts(redirect_level):
+                code = Worker(app, spec, options).start()
         except PoolStartError as exc:
             raise click.ClickException(str(exc)) from None
     sys.exit(code)

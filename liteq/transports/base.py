@@ -2,7 +2,8 @@
 
 Everything above ``liteq/transports/`` talks to storage through this class and the
 plain records below, never through ``sqlite3`` or ``redis``. Methods are grouped by
-role: lifecycle, messages, results, workers. SQLite and Redis implement all of them.
+role: lifecycle, messages, results, groups, beat, control, rate limits, workers.
+SQLite and Redis implement all of them.
 
 The message life cycle, which every transport keeps::
 
@@ -73,6 +74,10 @@ class ResultRecord:
     extended: bytes | None = None
     #: seconds the record is kept after ``date_done``; None keeps it forever
     expires_in: float | None = None
+    #: json list of the result tuples of the tasks this one sent while it ran (its
+    #: ``children``), or None when it sent none; unlike ``extended``, a record without
+    #: children clears those stored before (a retried task's earlier run)
+    children: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,9 @@ class Settlement:
     ``publish`` (a retry, the next step of a chain, callbacks) is published. With
     ``release`` the message goes back to the queue instead, its delivery not counted
     (a prefetched task returned at shutdown); with ``release_at`` too, it waits as
-    scheduled until then (a rate-limited task).
+    scheduled until then (a rate-limited task). With ``redeliver`` too, the delivery
+    counts: the task rejected its message with ``Reject(requeue=True)`` and sees
+    ``redelivered`` when it runs again, as on AMQP.
     """
 
     delivery: Delivery | LeaseRef
@@ -91,6 +98,7 @@ class Settlement:
     publish: tuple[Envelope, ...] = ()
     release: bool = False
     release_at: float | None = None
+    redeliver: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +172,36 @@ class InFlight:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A waiting or claimed message as ``inspect`` and the event monitor see it.
+
+    ``state`` is ``"ready"``, ``"scheduled"`` (waiting for its eta) or ``"leased"``
+    (``holder`` has it); ``key`` is the transport's handle, unique while it is stored.
+    """
+
+    key: Any
+    state: str
+    envelope: Envelope
+    holder: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ControlCommand:
+    """A remote control command for workers (``app.control.broadcast``).
+
+    ``destination`` None reaches every worker; ``reply`` asks each worker that acts on
+    it to store a reply under ``ticket``.
+    """
+
+    ticket: str
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    destination: tuple[str, ...] | None = None
+    reply: bool = False
+    sent_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class BeatEntry:
     """A periodic task as stored: its definition, and when it runs next.
 
@@ -209,6 +247,19 @@ class Transport(abc.ABC):
     #: True when producers can enqueue inside the application's own transaction
     supports_app_transactions: ClassVar[bool] = False
 
+    @classmethod  # noqa: B027 - optional hook
+    def check_store(cls, url: str) -> None:
+        """Check, creating and changing nothing, that ``url`` holds a store to read.
+
+        Commands that only read (``liteq result``, ``inspect``...) call it first, so a
+        typo is an error rather than a new, empty store. A server-backed transport
+        has nothing to check before it connects.
+
+        Raises:
+            StoreNotFound: nothing is there.
+            StorageError: something is there, but not a store of this transport.
+        """
+
     def __init__(self, url: str, options: dict[str, Any]) -> None:
         self.url = url
         self.options = options
@@ -233,6 +284,16 @@ class Transport(abc.ABC):
     def maintain(self) -> float:
         """Storage upkeep (SQLite: checkpoint the WAL); returns seconds until the next call."""
         return 60.0
+
+    def health(self) -> dict[str, Any]:
+        """Facts about the storage for ``liteq doctor``, read without changing it.
+
+        SQLite: ``filesystem``, ``network_filesystem``, ``journal_mode``,
+        ``synchronous``, ``wal_bytes``, ``wal_frames``, ``schema_version``,
+        ``expected_schema_version``, ``file_modes`` (path -> mode bits); Redis:
+        ``version``, ``aof_enabled``, ``maxmemory_policy``. Always ``kind``.
+        """
+        return {"kind": type(self).__name__}
 
     @property
     @abc.abstractmethod
@@ -344,8 +405,18 @@ class Transport(abc.ABC):
         """
 
     @abc.abstractmethod
+    def results_listener(self) -> Listener:
+        """A listener that wakes whenever any result is stored: one file descriptor an
+        event loop watches for all the results its coroutines await (``aget()``).
+
+        Raises:
+            OSError: no wake-up channel here (callers fall back to their interval).
+        """
+
+    @abc.abstractmethod
     def expire_results(self, limit: int = 1000) -> int:
-        """Delete up to ``limit`` results past their expiry; returns how many."""
+        """Delete up to ``limit`` results past their expiry (and expired saved groups);
+        returns how many results."""
 
     @abc.abstractmethod
     def chord_part_done(self, chord_id: str, member_id: str, index: int, size: int,
@@ -358,6 +429,22 @@ class Transport(abc.ABC):
         order, each time that member asks (so a redelivered unlock sends the body again
         rather than never); None for every other member.
         """
+
+    # -- groups ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def save_group(self, group_id: str, payload: bytes, expires_in: float | None) -> None:
+        """Store a group's members (``GroupResult.save()``: json made by the caller),
+        replacing what was saved under ``group_id``; kept ``expires_in`` seconds (None:
+        for ever)."""
+
+    @abc.abstractmethod
+    def get_group(self, group_id: str) -> bytes | None:
+        """What :meth:`save_group` stored, or None (never saved, deleted or expired)."""
+
+    @abc.abstractmethod
+    def forget_group(self, group_id: str) -> None:
+        """Delete a saved group (its members' results stay)."""
 
     # -- beat ------------------------------------------------------------------------
 
@@ -398,6 +485,47 @@ class Transport(abc.ABC):
     def in_flight(self, limit: int = 1000) -> list[InFlight]:
         """Claimed messages with their holders, up to ``limit``."""
 
+    @abc.abstractmethod
+    def messages(self, *, states: Sequence[str] | None = None,
+                 queues: Sequence[str] | None = None,
+                 task_ids: Sequence[str] | None = None,
+                 limit: int = 1000) -> list[StoredMessage]:
+        """Stored messages (newest first, up to ``limit``), filtered by state
+        (``"ready"``, ``"scheduled"``, ``"leased"``), queue and task id: for ``inspect``
+        and the event monitor, not for the task path."""
+
+    @abc.abstractmethod
+    def results_since(self, since: float, limit: int = 1000) -> list[ResultRecord]:
+        """Results whose ``date_done`` is at or after ``since`` (epoch seconds), oldest
+        first, up to ``limit``: the event monitor's view of finished tasks."""
+
+    @abc.abstractmethod
+    def send_control(self, command: ControlCommand, expires_in: float) -> None:
+        """Store a control command for the workers that read it in the next
+        ``expires_in`` seconds, and wake them."""
+
+    @abc.abstractmethod
+    def control_cursor(self) -> str:
+        """Where a worker starts reading control commands: after the newest one."""
+
+    @abc.abstractmethod
+    def read_control(self, cursor: str) -> tuple[list[ControlCommand], str]:
+        """Commands sent after ``cursor`` (at once, never blocking); returns them and
+        the cursor to read from next."""
+
+    @abc.abstractmethod
+    def listen_control(self) -> Listener:
+        """A listener that wakes when a control command is sent."""
+
+    @abc.abstractmethod
+    def reply_control(self, ticket: str, hostname: str, reply: Any,
+                      expires_in: float) -> None:
+        """Store ``hostname``'s (json-able) reply to the command ``ticket``."""
+
+    @abc.abstractmethod
+    def control_replies(self, ticket: str) -> dict[str, Any]:
+        """The replies stored for ``ticket`` so far, by hostname."""
+
     # -- rate limits -----------------------------------------------------------------
 
     @abc.abstractmethod
@@ -427,6 +555,7 @@ class Transport(abc.ABC):
 
 __all__ = [
     "BeatEntry",
+    "ControlCommand",
     "Delivery",
     "InFlight",
     "LeaseRef",
@@ -437,6 +566,7 @@ __all__ = [
     "ResultRecord",
     "Revocation",
     "Settlement",
+    "StoredMessage",
     "Transport",
     "Waiter",
     "WorkerInfo",

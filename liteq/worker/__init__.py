@@ -2,8 +2,17 @@
 
 Shutdown, as in Celery: the first SIGTERM or Ctrl-C is a *warm* shutdown (stop
 claiming, return prefetched tasks to the queue, let running tasks finish; exit code 0);
-a second one, or SIGQUIT, is a *cold* shutdown (stop now: running tasks are lost and
-follow the lease rules, run again with ``acks_late``, else FAILURE; exit code 1).
+a second one, or SIGQUIT (where the platform has it), is a *cold* shutdown (stop now:
+running tasks are lost and follow the lease rules, run again with ``acks_late``, else
+FAILURE; exit code 1).
+``Worker.stop()`` asks for the same from any thread.
+
+A worker started outside the main thread (see ``liteq.worker.background``) installs no
+signal handlers and leaves logging alone.
+
+Signals, in order: ``celeryd_init`` (before the settings are read), ``worker_init``,
+``celeryd_after_setup`` (queues chosen, logging ready), ``worker_ready``,
+``worker_shutting_down`` (on a signal), ``worker_shutdown``.
 """
 
 from __future__ import annotations
@@ -20,16 +29,20 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from liteq import __version__, signals
+from liteq import __version__, platforms, signals
 from liteq.beat import Beat
 from liteq.exceptions import ImproperlyConfigured, WorkerLostError
-from liteq.result import exception_info
+from liteq.platforms import WakePipe
+from liteq.records import error_record
 from liteq.routing import queues_from_setting
 from liteq.states import FAILURE
 from liteq.transports.base import LostTaskPolicy, WorkerInfo
+from liteq.utils.log import setup_task_loggers
 from liteq.worker.consumer import Consumer
 from liteq.worker.housekeeping import Housekeeper
+from liteq.worker.logs import terminal
 from liteq.worker.pool import Pool, PoolOptions, SoloPool, ThreadPool
+from liteq.worker.remote import RemoteControl, known_tasks
 from liteq.worker.spec import AppSpec
 from liteq.worker.supervisor import ChildOptions, Supervisor
 
@@ -83,6 +96,11 @@ class WorkerOptions:
     banner: bool = True
     #: run the beat in this worker (``-B``)
     beat: bool = False
+    #: the ``-f`` log file (prefork children started by spawn log there too)
+    logfile: str | None = None
+    #: the level print() in tasks is logged at, or None to leave stdout alone
+    #: (the command line sets it from ``worker_redirect_stdouts``)
+    redirect_stdouts: str | None = None
 
 
 class Worker:
@@ -99,6 +117,10 @@ class Worker:
         self.options = options
         conf = app.conf
         self.hostname = expand_nodename(options.nodename)
+        # First, so receivers can configure this node by name before anything is read.
+        signals.celeryd_init.send(sender=self.hostname, instance=self, conf=conf,
+                                  options={**dataclasses.asdict(options),
+                                           "hostname": options.nodename})
         self.pool_name = (options.pool or conf.worker_pool or "prefork").lower()
         if self.pool_name not in (*POOLS, "prefork"):
             raise ImproperlyConfigured(
@@ -120,8 +142,14 @@ class Worker:
         self.worker_id = f"{self.hostname}:{os.getpid()}:{secrets.token_hex(3)}"
         self.policy = self._lost_policy()
         self._runner: Consumer | Supervisor | None = None
+        self._remote: RemoteControl | None = None
         self.exit_code = EXIT_OK
         self._signals_seen = 0
+        #: set once the worker consumes (``worker_ready`` was sent)
+        self.ready = threading.Event()
+        self._stop_requested: str | None = None
+        self._pipe: WakePipe | None = None  # woken by stop() and signal handlers
+        self._wake_lock = threading.Lock()  # stop() never writes to a closed (reused) fd
 
     # -- configuration ---------------------------------------------------------------
 
@@ -140,9 +168,8 @@ class Worker:
         limit = int(app.conf.task_max_deliveries or 5)
 
         def record(message: str) -> Any:
-            error = WorkerLostError(message)
-            template = app.make_record("", FAILURE, exception_info(error), worker=self.hostname)
-            return dataclasses.replace(template, traceback=f"WorkerLostError: {message}")
+            return error_record(app, "", FAILURE, WorkerLostError(message),
+                                worker=self.hostname)
 
         return LostTaskPolicy(
             max_deliveries=limit,
@@ -162,6 +189,8 @@ class Worker:
             start_method=options.start_method or conf.worker_pool_start_method,
             loglevel=options.loglevel,
             logformat=conf.worker_log_format,
+            logfile=options.logfile,
+            redirect_stdouts=options.redirect_stdouts,
             time_limit=options.time_limit,
             soft_time_limit=options.soft_time_limit,
         )
@@ -169,10 +198,21 @@ class Worker:
     # -- running ---------------------------------------------------------------------
 
     def start(self) -> int:
-        """Run until shut down; returns the exit code (0 warm, 1 cold)."""
+        """Run until shut down; returns the exit code (0 warm, 1 cold).
+
+        In the main thread it handles SIGTERM, SIGINT and SIGQUIT; in any thread,
+        :meth:`stop` ends it.
+
+        """
         app = self.app
+        main_thread = threading.current_thread() is threading.main_thread()
         signals.worker_init.send(sender=self)
         app.finalize()
+        if main_thread:
+            setup_task_loggers(app.conf.worker_task_log_format)
+        signals.celeryd_after_setup.send(sender=self.hostname, instance=self, conf=app.conf)
+        self.queues = [q for q in dict.fromkeys(self.queues)
+                       if q not in self.options.exclude_queues]
         broker = app.broker
         broker.open()
         if app.backend is not broker:
@@ -180,30 +220,71 @@ class Worker:
         broker.register_worker(WorkerInfo(
             id=self.worker_id, hostname=self.hostname, pid=os.getpid(), queues=tuple(self.queues),
             concurrency=self.concurrency, pool=self.pool_name, started_at=time.time(),
+            info=self._info(),
         ))
         housekeeper = Housekeeper(broker, app.backend, self.worker_id, lease=self.lease,
                                   interval=self.heartbeat_interval, policy=self.policy,
                                   info=self._info, result_expires=app.result_expires)
-        signal_fd = self._install_signals()
+        pipe = self._wake_pipe(install_signals=main_thread)
+        self._remote = RemoteControl(
+            app, self.hostname, self.queues, prefork=self.pool_name == "prefork",
+            finder=app.task_finder(import_on_demand=self.spec.import_on_demand),
+            guard=housekeeper.busy)
         beat_stop = threading.Event()
-        beat_thread = self._start_beat(housekeeper.busy, beat_stop) if self.options.beat \
-            else None
+        beat_thread = None
         try:
+            if self.options.beat:
+                beat_thread = self._start_beat(housekeeper.busy, beat_stop)
             housekeeper.start()
+            self._remote.start()
             if self.pool_name == "prefork":
-                self._run_prefork(signal_fd, housekeeper.busy)
+                self._run_prefork(pipe, housekeeper.busy)
             else:
-                self._run_in_process(signal_fd)
+                self._run_in_process(pipe)
         finally:
             beat_stop.set()
             if beat_thread is not None:
                 beat_thread.join(timeout=10)
+            self._remote.stop()
             housekeeper.stop()
             broker.unregister_worker(self.worker_id)
+            self._close_wake_pipe(restore_signals=main_thread)
             signals.worker_shutdown.send(sender=self)
-            logger.warning("%s shutdown complete (%s).", self.hostname,
-                           "cold" if self.exit_code else "warm")
+            # (quietly for a worker inside an application: no banner, no farewell)
+            logger.log(logging.WARNING if self.options.banner else logging.INFO,
+                       "%s shutdown complete (%s).", self.hostname,
+                       "cold" if self.exit_code else "warm")
         return self.exit_code
+
+    def stop(self, how: str = "warm") -> None:
+        """Shut down from any thread: ``"warm"`` lets running tasks finish and returns
+        prefetched ones; ``"cold"`` stops now. :meth:`start` returns once done."""
+        if how not in ("warm", "cold"):
+            raise ValueError(f"stop how={how!r}: choose 'warm' or 'cold'")
+        self._request_stop(how)
+        self._wake()
+
+    def _request_stop(self, how: str) -> None:
+        # Also called from signal handlers: takes no lock (Python itself writes the
+        # wake-up pipe when a signal arrives).
+        if how == "cold":
+            self.exit_code = EXIT_FAILURE
+        if self._stop_requested != "cold":
+            self._stop_requested = how
+        runner = self._runner
+        if runner is not None:
+            runner.stop(how)
+
+    def _wake(self) -> None:
+        with self._wake_lock:
+            if self._pipe is not None:
+                self._pipe.wake()
+
+    def _adopt(self, runner: Consumer | Supervisor) -> None:
+        """Make ``runner`` the loop to stop; a stop asked for before it existed applies."""
+        self._runner = runner
+        if self._stop_requested is not None:
+            runner.stop(self._stop_requested)
 
     def _start_beat(self, lock: Any, stop: threading.Event) -> threading.Thread:
         beat = Beat(self.app, lock=lock)
@@ -219,25 +300,34 @@ class Worker:
             self._print_banner()
         signals.worker_ready.send(sender=self)
         logger.info("%s ready.", self.hostname)
+        self.ready.set()
 
-    def _run_prefork(self, signal_fd: int, fork_guard: Any) -> None:
+    def _run_prefork(self, pipe: WakePipe, fork_guard: Any) -> None:
+        pool_options = self._pool_options()
+        # Resolved here (spawn on macOS/Windows...), so children know how they started.
+        pool_options = dataclasses.replace(
+            pool_options, start_method=platforms.start_method(pool_options.start_method))
         options = ChildOptions(worker_id=self.worker_id, queues=tuple(self.queues),
                                capacity=self.capacity // self.concurrency, lease=self.lease,
-                               policy=self.policy, pool=self._pool_options())
+                               policy=self.policy, pool=pool_options)
         supervisor = Supervisor(self.app, self.spec, self.concurrency, options,
                                 start_method=options.pool.start_method, fork_guard=fork_guard)
-        self._runner = supervisor
-        supervisor.watch(signal_fd, lambda: _drain(signal_fd))
+        self._adopt(supervisor)
+        supervisor.watch(pipe.fileno(), pipe.drain)
+        if self._remote is not None:
+            supervisor.watch(self._remote.fileno(), self._apply_remote)
         supervisor.start()
         self._ready()
         supervisor.run()
 
-    def _run_in_process(self, signal_fd: int) -> None:
+    def _run_in_process(self, pipe: WakePipe) -> None:
         pool = POOLS[self.pool_name](self.app, self.spec, self.concurrency, self._pool_options())
         consumer = Consumer(self.app, pool, self.queues, self.worker_id,
                             capacity=self.capacity, lease=self.lease, policy=self.policy)
-        self._runner = consumer
-        consumer.watch(signal_fd, lambda: _drain(signal_fd))
+        self._adopt(consumer)
+        consumer.watch(pipe.fileno(), pipe.drain)
+        if self._remote is not None:
+            consumer.watch(self._remote.fileno(), self._apply_remote)
         pool.start()
         self._ready()
         try:
@@ -256,10 +346,28 @@ class Worker:
         finally:
             consumer.close()
 
+    def _apply_remote(self) -> None:
+        """Apply what remote control handed over (``liteq.worker.remote``)."""
+        assert self._remote is not None
+        runner = self._runner
+        for change in self._remote.pending():
+            if change.kind == "shutdown":
+                signals.worker_shutting_down.send(sender=self.hostname, sig="remote",
+                                                  how="warm", exitcode=EXIT_OK)
+                self._request_stop("warm")
+            elif change.kind == "queues":
+                self.queues = list(change.queues)
+                logger.warning("%s: consuming from %s", self.hostname, ", ".join(self.queues))
+                if runner is not None:
+                    runner.set_queues(self.queues)
+            elif change.kind == "task_option" and isinstance(runner, Supervisor):
+                runner.set_task_option(change.task, change.option, change.value)
+            change.applied.set()
+
     def _info(self) -> dict[str, Any]:
         runner = self._runner
-        info: dict[str, Any] = {"pool": self.pool_name,
-                                "registered": sorted(self.app.tasks.regular())}
+        info: dict[str, Any] = {"pool": self.pool_name, "queues": list(self.queues),
+                                "registered": known_tasks(self.app)}
         if isinstance(runner, Supervisor):
             info.update(runner.info())
         elif isinstance(runner, Consumer):
@@ -269,15 +377,27 @@ class Worker:
 
     # -- signals ---------------------------------------------------------------------
 
-    def _install_signals(self) -> int:
-        read_fd, write_fd = os.pipe()
-        os.set_blocking(read_fd, False)
-        os.set_blocking(write_fd, False)
-        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        signal.signal(signal.SIGTERM, self._on_stop_signal)
-        signal.signal(signal.SIGINT, self._on_stop_signal)
-        signal.signal(signal.SIGQUIT, self._on_cold_signal)
-        return read_fd
+    def _wake_pipe(self, *, install_signals: bool) -> WakePipe:
+        """A pipe that wakes the loop: woken by :meth:`stop` and, in the main thread,
+        by Python when a signal arrives (its handlers then run there)."""
+        pipe = WakePipe()
+        self._pipe = pipe
+        if install_signals:
+            signal.set_wakeup_fd(pipe.write_fd, warn_on_full_buffer=False)
+            warm, cold = platforms.shutdown_signals()  # (Windows has no SIGQUIT)
+            for signum in warm:
+                signal.signal(signum, self._on_stop_signal)
+            for signum in cold:
+                signal.signal(signum, self._on_cold_signal)
+        return pipe
+
+    def _close_wake_pipe(self, *, restore_signals: bool) -> None:
+        if restore_signals:
+            signal.set_wakeup_fd(-1)
+        with self._wake_lock:
+            pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            pipe.close()
 
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
         self._signals_seen += 1
@@ -285,22 +405,20 @@ class Worker:
             self._on_cold_signal(signum, frame)
             return
         print(f"worker: Warm shutdown ({signal.Signals(signum).name}): finishing running "
-              "tasks; press Ctrl-C again to stop now", file=sys.stderr, flush=True)
+              "tasks; press Ctrl-C again to stop now", file=terminal(sys.stderr), flush=True)
         signals.worker_shutting_down.send(sender=self.hostname, sig=signum, how="warm",
                                           exitcode=EXIT_OK)
-        if self._runner is not None:
-            self._runner.stop("warm")
+        self._request_stop("warm")
 
     def _on_cold_signal(self, signum: int, frame: Any) -> None:
-        print(f"worker: Cold shutdown ({signal.Signals(signum).name})", file=sys.stderr,
-              flush=True)
-        self.exit_code = EXIT_FAILURE
+        print(f"worker: Cold shutdown ({signal.Signals(signum).name})",
+              file=terminal(sys.stderr), flush=True)
         signals.worker_shutting_down.send(sender=self.hostname, sig=signum, how="cold",
                                           exitcode=EXIT_FAILURE)
+        self._request_stop("cold")
         runner = self._runner
         if runner is None:
             return
-        runner.stop("cold")
         if isinstance(runner, Consumer) and self.pool_name == "solo" and runner.pool.running():
             raise ColdShutdown()
 
@@ -308,7 +426,7 @@ class Worker:
 
     def _print_banner(self) -> None:
         app = self.app
-        tasks = sorted(app.tasks.regular())
+        tasks = known_tasks(app)
         lines = [
             f" -------------- {self.hostname} v{__version__} (Python {sys.version.split()[0]})",
             f" transport:   {app.broker.location}",
@@ -318,16 +436,7 @@ class Worker:
             " tasks:       " + (", ".join(tasks) if tasks else
                                 "imported on first use" if self.spec.import_on_demand else "none"),
         ]
-        print("\n".join(lines), flush=True)
-
-
-def _drain(fd: int) -> None:
-    """Empty the signal wake-up pipe (the handlers already ran)."""
-    try:
-        while os.read(fd, 512):
-            pass
-    except BlockingIOError:
-        pass
+        print("\n".join(lines), file=terminal(sys.stdout), flush=True)
 
 
 __all__ = ["ColdShutdown", "Worker", "WorkerOptions", "expand_nodename"]

@@ -11,8 +11,11 @@ One iteration::
 
 Finished tasks are settled together, so a batch of short tasks costs one transaction,
 but never later than ``SETTLE_AFTER`` (a long task's result is stored as it finishes).
-Heartbeats and lease renewal run beside the loop (``housekeeping.py``). The clock is
-injectable.
+Heartbeats and lease renewal run beside the loop (``housekeeping.py``). Both clocks
+are injected: ``clock`` (monotonic: settle and recheck delays) and ``wall`` (epoch
+seconds: when the next scheduled message is due); ``step(now)`` takes the monotonic
+time from its caller, so tests drive the loop without processes or sleeps
+(``tests/unit/test_consumer.py``).
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ class Consumer:
         policy: LostTaskPolicy,
         tracker: Tracker | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.app = app
         self.transport = app.broker
@@ -101,6 +105,7 @@ class Consumer:
         self.policy = policy
         self.tracker = tracker or _NoTracker()
         self.clock = clock
+        self.wall = wall
         self.buffer: deque[Delivery] = deque()
         self.finished: list[Finished] = []
         self.stopping: str | None = None
@@ -108,6 +113,9 @@ class Consumer:
         #: stop (warm) after this many tasks, or when this returns True (recycling)
         self.max_tasks: int | None = None
         self.recycle_when: Callable[[], bool] | None = None
+        #: called before each claim (a prefork child applies remote control commands
+        #: sent before it, so a claim never runs a task under the old options)
+        self.before_claim: Callable[[], None] | None = None
         self._first_finished = 0.0
         self._runtime: float | None = None  # moving average of task run time
         self._selector = selectors.DefaultSelector()
@@ -128,17 +136,29 @@ class Consumer:
         while not self._done():
             self.step()
 
-    def step(self, now: float | None = None) -> None:
-        """One iteration of the loop (tests drive it with their own clock)."""
+    def step(self, now: float | None = None, *, wait: bool = True) -> None:
+        """One iteration of the loop. Tests drive it with their own clock (``now``,
+        monotonic seconds) and ``wait=False`` (look at wake-ups, never sleep)."""
         now = self.clock() if now is None else now
         self._collect(now)
         self._settle_and_claim(now)
         self._dispatch()
-        self._wait(now)
+        self._wait(now, self.timeout(now) if wait else 0.0)
 
     def stop(self, how: str) -> None:
         """``"warm"``: stop claiming, finish running tasks. ``"cold"``: stop now."""
         self.stopping = how if self.stopping != "cold" else "cold"
+
+    def set_queues(self, queues: Sequence[str]) -> None:
+        """Consume from ``queues`` from now on (``add_consumer``, ``cancel_consumer``);
+        tasks already claimed still run."""
+        self.queues = list(queues)
+        self._selector.unregister(self._listener.fileno())
+        self._listener.close()
+        self._listener = self.transport.listen(self.queues)
+        self._selector.register(self._listener.fileno(), selectors.EVENT_READ, "wake")
+        self._want_claim = True
+        self._next_eta = None
 
     def watch(self, fd: int, handler: Callable[[], None]) -> None:
         """Call ``handler`` when ``fd`` becomes readable (signal and control pipes)."""
@@ -146,10 +166,11 @@ class Consumer:
         self._selector.register(fd, selectors.EVENT_READ, "handler")
 
     def _done(self) -> bool:
+        # Warm: once running tasks are settled; prefetched ones (``buffer``) never start
+        # and go back to the queue (return_prefetched), as in Celery.
         if self.stopping == "cold":
             return True
-        return (self.stopping == "warm" and not self.pool.running() and not self.buffer
-                and not self.finished)
+        return self.stopping == "warm" and not self.pool.running() and not self.finished
 
     # -- settling and claiming -------------------------------------------------------
 
@@ -194,7 +215,10 @@ class Consumer:
         if lost:
             report = self.transport.lose(lost, self.policy)
             _log_lost(report.requeued, report.failed)
-        limit = self._claim_limit() if self._claim_due(now) else 0
+        due = self._claim_due(now)
+        if due and self.before_claim is not None:
+            self.before_claim()
+        limit = self._claim_limit() if due else 0
         if not settlements and limit == 0:
             if finished:
                 self.tracker.settled([item.delivery for item in finished])
@@ -217,7 +241,7 @@ class Consumer:
         self._check_recycling()
 
     def _claim_due(self, now: float) -> bool:
-        if self._next_eta is not None and time.time() >= self._next_eta:
+        if self._next_eta is not None and self.wall() >= self._next_eta:
             self._next_eta = None
             return True
         if self._rechecks and now >= self._rechecks[0]:
@@ -226,8 +250,7 @@ class Consumer:
         return self._want_claim
 
     def _settlements(self, finished: list[Finished]) -> tuple[list[Settlement], list[Delivery]]:
-        settlements, lost, records = [], [], []
-        separate_results = not self.app.results_with_broker
+        ended, lost = [], []
         for item in finished:
             self.processed += 1
             outcome = item.outcome
@@ -240,21 +263,10 @@ class Consumer:
                 runtime = outcome.runtime
                 self._runtime = runtime if self._runtime is None else \
                     0.8 * self._runtime + 0.2 * runtime
-            record = outcome.record
-            if separate_results and record is not None:
-                records.append(record)
-                record = None
-            if outcome.state == DEFERRED:  # rate limited: wait in the queue, not here
-                settlements.append(Settlement(item.delivery, release=True,
-                                              release_at=outcome.defer_until))
-                continue
-            settlements.append(Settlement(item.delivery, record, outcome.publish,
-                                          release=outcome.requeue))
-        if records:  # results live elsewhere: store them before acking (at least once)
-            self.app.backend.store_results(records)
+            ended.append((item.delivery, outcome))
         if finished:
             self._want_claim = True
-        return settlements, lost
+        return self.app.outcome_store.settlements(ended), lost
 
     def _check_recycling(self) -> None:
         if self.stopping:
@@ -266,7 +278,7 @@ class Consumer:
     # -- dispatching and waiting -----------------------------------------------------
 
     def _dispatch(self) -> None:
-        while self.buffer and self.pool.free() > 0 and self.stopping != "cold":
+        while self.buffer and self.pool.free() > 0 and not self.stopping:
             delivery = self.buffer.popleft()
             self.tracker.started(delivery)
             self.pool.dispatch(delivery)
@@ -282,8 +294,10 @@ class Consumer:
             self._selector.register(fd, selectors.EVENT_READ, "pool")
         self._pool_generation = self.pool.generation
 
-    def _timeout(self, now: float) -> float:
-        if self.pool.has_results() or (self.buffer and self.pool.free() > 0):
+    def timeout(self, now: float) -> float:
+        """How long the loop may sleep now (0.0: there is work to do)."""
+        if self.pool.has_results() or (self.buffer and self.pool.free() > 0
+                                       and not self.stopping):
             return 0.0
         if self._want_claim and self._free_capacity() > 0:
             return 0.0
@@ -291,15 +305,15 @@ class Consumer:
         if self.finished:
             timeout = min(timeout, max(0.0, self._first_finished + SETTLE_AFTER - now))
         if self._next_eta is not None:
-            timeout = min(timeout, max(0.0, self._next_eta - time.time()))
+            timeout = min(timeout, max(0.0, self._next_eta - self.wall()))
         if self._rechecks:
             timeout = min(timeout, max(0.0, self._rechecks[0] - now))
         return timeout
 
-    def _wait(self, now: float) -> None:
+    def _wait(self, now: float, timeout: float) -> None:
         if self._done():
             return
-        for key, _ in self._selector.select(self._timeout(now)):
+        for key, _ in self._selector.select(timeout):
             if key.data == "wake":
                 self._listener.drain()
                 self._want_claim = True

@@ -1,6 +1,6 @@
 """Pools run claimed tasks: ``solo`` (in the main loop), ``threads``, ``prefork``.
 
-Every pool runs a task through :func:`liteq.execute.run_delivery` and hands back a
+Every pool runs a task through :func:`liteq.worker.running.run_delivery` and hands back a
 :class:`Finished` per task; the consumer settles them. The prefork pool lives in
 ``supervisor.py``.
 """
@@ -16,8 +16,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from liteq.execute import Outcome, run_delivery
+from liteq.execute import Outcome
 from liteq.transports.base import Delivery
+from liteq.worker.running import run_delivery
 
 if TYPE_CHECKING:
     from liteq.app import LiteQ
@@ -45,6 +46,9 @@ class PoolOptions:
     start_method: str | None = None
     loglevel: int = logging.WARNING
     logformat: str = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
+    logfile: str | None = None
+    #: the level print() in tasks is logged at (None: stdout is left alone)
+    redirect_stdouts: str | None = None
     #: worker-wide limits for tasks that set none (``--time-limit``/``--soft-time-limit``)
     time_limit: float | None = None
     soft_time_limit: float | None = None
@@ -94,10 +98,6 @@ class Pool(abc.ABC):
     def check(self, now: float) -> list[Finished]:
         """Supervise: enforce hard time limits, notice dead processes."""
         return []
-
-    def next_deadline(self) -> float | None:
-        """Monotonic time of the next hard time limit, if any."""
-        return None
 
     @abc.abstractmethod
     def stop(self, cold: bool) -> list[Finished]:

@@ -30,11 +30,14 @@ class AppSpec:
     settings: dict[str, Any] = field(default_factory=dict)
     #: the working directory to import from (the CLI's, so children import the same)
     cwd: str | None = None
+    #: False: never import a module a message names (a worker in this process on an app
+    #: object knows every task it may run)
+    import_tasks: bool = True
 
     @property
     def import_on_demand(self) -> bool:
         """Without ``-A``, workers import a task's module when they first meet it."""
-        return self.import_path is None
+        return self.import_path is None and self.import_tasks
 
     def load(self) -> LiteQ:
         """Import or build the app."""

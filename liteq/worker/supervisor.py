@@ -29,23 +29,25 @@ import logging
 import marshal
 import multiprocessing
 import os
-import resource
 import selectors
 import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from liteq import serialization, signals
+from liteq import platforms, serialization, signals
 from liteq.exceptions import TaskRevokedError, TimeLimitExceeded
-from liteq.result import exception_info
+from liteq.execute import Outcome
+from liteq.records import error_record
 from liteq.states import FAILURE, REVOKED
-from liteq.transports.base import Delivery, LeaseRef, LostTaskPolicy, Settlement
+from liteq.transports.base import Delivery, LeaseRef, LostTaskPolicy
+from liteq.utils.log import setup_task_loggers
+from liteq.worker import logs
 from liteq.worker.consumer import Consumer
 from liteq.worker.pool import PoolOptions, SoloPool
+from liteq.worker.remote import child_commands, poll_child_commands, set_task_option, task_option
 
 if TYPE_CHECKING:
     from liteq.app import LiteQ
@@ -60,7 +62,6 @@ STOP_GRACE = 10.0
 #: Longest the supervisor sleeps between checks.
 CHECK_EVERY = 1.0
 
-_PR_SET_PDEATHSIG = 1
 _LEASES_BYTES = 8192
 
 
@@ -98,6 +99,8 @@ class ChildOptions:
     lease: float
     policy: LostTaskPolicy
     pool: PoolOptions
+    #: task options changed by remote control: (task name, option, value), in order
+    task_options: tuple[tuple[str, str, Any], ...] = ()
 
 
 # -- the child -----------------------------------------------------------------------
@@ -106,9 +109,12 @@ class ChildOptions:
 class SlotWriter:
     """The child's side of its slot: a :class:`~liteq.worker.consumer.Tracker`."""
 
-    def __init__(self, slot: Slot, default_hard_limit: float | None) -> None:
+    def __init__(self, slot: Slot, default_hard_limit: float | None,
+                 task_hard_limit: Callable[[str], float | None] | None = None) -> None:
         self.slot = slot
         self.default_hard_limit = default_hard_limit or 0.0
+        #: a task's own hard limit (its ``time_limit``, changed by remote control)
+        self.task_hard_limit = task_hard_limit or (lambda name: None)
         self.leases: list[tuple[Any, Any]] = []
         self._address = ctypes.addressof(slot)
 
@@ -124,7 +130,8 @@ class SlotWriter:
         slot.seq += 1
         self.leases.append((delivery.key, delivery.token))
         self._write_leases()
-        slot.hard_limit = _hard_limit(delivery) or self.default_hard_limit
+        slot.hard_limit = (_hard_limit(delivery) or self.task_hard_limit(delivery.task_name)
+                           or self.default_hard_limit)
         slot.task_id = delivery.task_id.encode()[:99]
         slot.task_name = delivery.task_name.encode()[:199]
         slot.started_at = time.monotonic()
@@ -149,39 +156,35 @@ class SlotWriter:
         slot.seq += 1
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGKILL when the main process dies, so no child outlives it."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
-
-
 def child_main(spec: AppSpec, control: Connection, report: Connection, index: int,
                slot: Slot, options: ChildOptions, parent_pid: int) -> None:
     """A prefork child: run the consumer loop until told to stop or recycled."""
-    _die_with_parent()
-    if multiprocessing.get_start_method(allow_none=True) != "forkserver" and \
-            os.getppid() != parent_pid:  # the worker died before prctl took effect
-        os._exit(1)
+    platforms.die_with_parent()
+    pool_options = options.pool
+    method = pool_options.start_method  # the one the supervisor resolved and used
+    if method != "forkserver" and os.getppid() != parent_pid:
+        os._exit(1)  # the worker died before prctl took effect
     # The main process decides about shutdown; Ctrl-C reaches the whole process group.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    pool_options = options.pool
-    if multiprocessing.get_start_method(allow_none=True) != "fork" or not logging.root.handlers:
-        logging.basicConfig(level=pool_options.loglevel, format=pool_options.logformat,
-                            stream=sys.stderr)
+    if method != "fork" or not logging.root.handlers:
+        logs.setup_logging(pool_options.loglevel, pool_options.logformat, pool_options.logfile)
+    if pool_options.redirect_stdouts is not None:  # a forked child has it already
+        logs.redirect_stdouts(pool_options.redirect_stdouts)
     try:
         app = spec.load()
         app.finalize()
+        setup_task_loggers(app.conf.worker_task_log_format)  # spawn: not inherited
         for transport in {id(t): t for t in (app.broker, app.backend)}.values():
             transport.after_fork()
         pool = SoloPool(app, spec, 1, pool_options, hard_limit_in_process=False)
-        tracker = SlotWriter(slot, pool_options.time_limit)
+        tracker = SlotWriter(slot, pool_options.time_limit,
+                             lambda name: task_option(pool, name, "time_limit"))
         consumer = Consumer(app, pool, options.queues, f"{options.worker_id}/{index}",
                             capacity=options.capacity, lease=options.lease,
                             policy=options.policy, tracker=tracker)
+        for task_name, option, value in options.task_options:
+            set_task_option(pool, task_name, option, value)
         signals.worker_process_init.send(sender=None)
     except BaseException as exc:
         report.send_bytes(f"{type(exc).__name__}: {exc}".encode())
@@ -189,8 +192,9 @@ def child_main(spec: AppSpec, control: Connection, report: Connection, index: in
     consumer.max_tasks = pool_options.max_tasks_per_child
     if pool_options.max_memory_per_child:
         limit = pool_options.max_memory_per_child
-        consumer.recycle_when = lambda: _rss_kib() > limit
-    consumer.watch(control.fileno(), lambda: _on_control(control, consumer))
+        consumer.recycle_when = lambda: platforms.rss_kib() > limit
+    consumer.watch(control.fileno(), lambda: child_commands(control, consumer, pool))
+    consumer.before_claim = lambda: poll_child_commands(control, consumer, pool)
     slot.ready = 1
     try:
         consumer.run()
@@ -200,23 +204,6 @@ def child_main(spec: AppSpec, control: Connection, report: Connection, index: in
     signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
 
 
-def _on_control(control: Connection, consumer: Consumer) -> None:
-    try:
-        command = control.recv_bytes()
-    except (EOFError, OSError):
-        command = b"W"  # the main process is gone: stop
-    if command == b"W":
-        consumer.stop("warm")
-
-
-def _rss_kib() -> int:
-    """This process's resident memory in KiB (current, from /proc; else the peak)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            pages = int(handle.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") // 1024
-    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def _hard_limit(delivery: Delivery) -> float | None:
@@ -308,7 +295,7 @@ class Supervisor:
         self.spec = spec
         self.concurrency = concurrency
         self.options = options
-        self._context: Any = multiprocessing.get_context(start_method)
+        self._context: Any = multiprocessing.get_context(platforms.start_method(start_method))
         self._children: list[_Child | None] = [None] * concurrency
         self._selector = selectors.DefaultSelector()
         self._handlers: dict[int, Callable[[], None]] = {}
@@ -358,6 +345,22 @@ class Supervisor:
             for child in self.children():
                 with contextlib.suppress(OSError):
                     child.control.send_bytes(b"W")
+
+    def set_queues(self, queues: Sequence[str]) -> None:
+        """Every pool process consumes ``queues`` from now on (new ones too)."""
+        self.options = dataclasses.replace(self.options, queues=tuple(queues))
+        self._tell(b"Q" + serialization.json_dumps(list(queues)))
+
+    def set_task_option(self, task_name: str, option: str, value: Any) -> None:
+        """Set a task's option (``rate_limit``) in every pool process (new ones too)."""
+        self.options = dataclasses.replace(
+            self.options, task_options=(*self.options.task_options, (task_name, option, value)))
+        self._tell(b"T" + serialization.json_dumps([task_name, option, value]))
+
+    def _tell(self, command: bytes) -> None:
+        for child in self.children():
+            with contextlib.suppress(OSError):
+                child.control.send_bytes(command)
 
     def children(self) -> list[_Child]:
         return [child for child in self._children if child is not None]
@@ -411,8 +414,7 @@ class Supervisor:
             logger.warning("terminating %s (revoked): %s to process %d",
                            revocation.task_id, signal.Signals(signum).name, child.process.pid)
             child.killed_for = "revoked"
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child.process.pid, signum)
+            platforms.send_signal(child.process.pid, signum)
 
     def _child_exited(self, child: _Child) -> None:
         child.process.join(STOP_GRACE)
@@ -474,16 +476,9 @@ class Supervisor:
 
     def _settle_killed(self, lease: LeaseRef, view: SlotView, state: str,
                        error: Exception) -> None:
-        record = self.app.make_record(view.task_id, state, exception_info(error),
-                                      task_name=view.task_name,
-                                      worker=self.options.pool.hostname)
-        record = dataclasses.replace(record, traceback=f"{type(error).__name__}: {error}")
-        broker = self.app.broker
-        if self.app.results_with_broker:
-            broker.settle([Settlement(lease, record)])
-        else:
-            self.app.backend.store_results([record])
-            broker.settle([Settlement(lease)])
+        record = error_record(self.app, view.task_id, state, error, task_name=view.task_name,
+                              worker=self.options.pool.hostname)
+        self.app.outcome_store.settle(lease, Outcome(state, record))
 
     def _kill_all(self) -> None:
         for child in self.children():
@@ -503,21 +498,16 @@ class Supervisor:
 
 def _termination_signal(name: str | None) -> int:
     """The signal that ends a revoked task: the one asked for, except those pool
-    processes ignore (SIGTERM, SIGINT: shutdown is the main process's call): SIGKILL."""
-    if name:
-        try:
-            signum = signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
-        except KeyError:
-            signum = signal.SIGKILL
-        if signum not in (signal.SIGTERM, signal.SIGINT):
-            return int(signum)
-    return int(signal.SIGKILL)
+    processes ignore (SIGTERM, SIGINT: shutdown is the main process's call) and those
+    this platform lacks: then the kill (SIGKILL)."""
+    signum = platforms.signal_number(name)
+    if signum is not None and signum not in (signal.SIGTERM, signal.SIGINT):
+        return signum
+    return platforms.kill_signal()
 
 
 def _kill(process: Any) -> None:
-    with contextlib.suppress(ProcessLookupError, OSError):
-        if process.exitcode is None:
-            os.kill(process.pid, signal.SIGKILL)
+    platforms.kill_process(process)
 
 
 def _exit_reason(code: int | None) -> str:

@@ -146,3 +146,45 @@ def test_result_expires_and_the_worker_cleans_up(project: Project) -> None:
     stored = tasks.app.backend.get_result(res.id)
     assert stored.expires_in == 1
     liteq.testing.wait_for(lambda: tasks.app.backend.get_result(res.id) is None, 15)
+
+
+def test_result_extended_keeps_the_call(project: Project) -> None:
+    tasks = project.module(
+        """
+        from liteq import LiteQ
+        app = LiteQ(__name__, broker="@BROKER@", result_extended=True)
+
+        @app.task
+        def add(x, y, z=0):
+            return x + y + z
+
+        @app.task(bind=True)
+        def parent(self):
+            return add.delay(1, 2).id
+        """
+    )
+    project.worker("-n", "w1@%h")
+    res = tasks.add.apply_async((2, 3), {"z": 4}, queue="celery")
+    assert res.get(timeout=10) == 9
+    fresh = tasks.app.AsyncResult(res.id)
+    assert fresh.args == [2, 3] and fresh.kwargs == {"z": 4}
+    assert fresh.name == tasks.add.name and fresh.queue == "celery"
+    assert fresh.worker.startswith("w1@") and fresh.retries == 0
+    assert isinstance(fresh.date_done, datetime)
+    assert fresh.parent_id is None and fresh.root_id == res.id
+    outer = tasks.parent.delay()
+    child = tasks.app.AsyncResult(outer.get(timeout=10))
+    child.get(timeout=10)
+    assert child.parent_id == outer.id and child.root_id == outer.id
+
+
+def test_without_result_extended_only_the_name_is_kept(project: Project) -> None:
+    tasks = project.module()
+    project.worker()
+    res = tasks.add.delay(2, 3)
+    res.get(timeout=10)
+    fresh = tasks.app.AsyncResult(res.id)
+    assert fresh.name == tasks.add.name
+    assert fresh.args is None and fresh.kwargs is None and fresh.queue is None
+    pending = tasks.app.AsyncResult("unknown")
+    assert pending.name is None and pending.args is None and pending.date_done is None

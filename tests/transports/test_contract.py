@@ -330,6 +330,21 @@ def test_an_idle_listener_wakes_on_publish(transport: Transport) -> None:
         listener.close()
 
 
+def test_the_results_listener_wakes_on_any_result(transport: Transport) -> None:
+    listener = transport.results_listener()
+    try:
+        listener.drain()
+        assert select.select([listener.fileno()], [], [], 0.05)[0] == []
+        for task_id in ("any-1", "any-2"):  # ids nobody named in advance
+            transport.store_results([ResultRecord(task_id, "SUCCESS")])
+            assert select.select([listener.fileno()], [], [], 5)[0] == [listener.fileno()]
+            listener.drain()
+        transport.store_result(ResultRecord("any-3", "STARTED"))  # any state wakes it
+        assert select.select([listener.fileno()], [], [], 5)[0] == [listener.fileno()]
+    finally:
+        listener.close()
+
+
 # -- beat and workers -------------------------------------------------------------------
 
 
@@ -479,3 +494,62 @@ def test_find_results_by_state_and_task_oldest_first(transport: Transport) -> No
     assert [r.task_id for r in transport.find_results("FAILURE", limit=1)] == ["f1"]
     assert [r.task_id for r in transport.find_results("SUCCESS")] == ["ok"]
     assert transport.find_results("REVOKED") == []
+
+
+def test_children_are_stored_with_a_result_and_settled_with_it(transport: Transport) -> None:
+    children = b'[[["c1", null], null]]'
+    transport.store_results([ResultRecord("p", "SUCCESS", children=children)])
+    assert transport.get_result("p").children == children
+    transport.store_results([ResultRecord("p", "SUCCESS")])  # a later run sent nothing
+    assert transport.get_result("p").children is None
+    transport.publish([envelope("q")])
+    (delivery,) = transport.claim(["celery"], 1, "w", 30)
+    record = ResultRecord("q", "SUCCESS", children=children, date_done=time.time())
+    assert transport.settle([Settlement(delivery, record)]) == [True]
+    assert transport.get_result("q") == record
+
+
+def test_groups_are_saved_restored_and_deleted(transport: Transport) -> None:
+    members = b'[["g", null], [[["a", null], null]]]'
+    assert transport.get_group("g") is None
+    transport.save_group("g", members, 3600)
+    assert transport.get_group("g") == members
+    transport.save_group("g", b"[]", None)  # saved again: replaced
+    assert transport.get_group("g") == b"[]"
+    transport.forget_group("g")
+    transport.forget_group("never-saved")
+    assert transport.get_group("g") is None
+
+
+def test_saved_groups_expire(transport: Transport) -> None:
+    transport.save_group("short", b"[]", 0.05)
+    transport.save_group("kept", b"[]", None)
+    deadline = time.monotonic() + 5
+    while transport.get_group("short") is not None:
+        assert time.monotonic() < deadline
+        transport.expire_results()
+        time.sleep(0.02)
+    assert transport.get_group("kept") == b"[]"
+
+
+# -- health (liteq doctor) -------------------------------------------------------------
+
+
+def test_health_describes_the_storage_without_changing_it(transport: Transport) -> None:
+    transport.publish([envelope("h1")])
+    before = transport.depth()
+    facts = transport.health()
+    assert transport.depth() == before
+    if isinstance(transport, SQLiteTransport):
+        assert facts["kind"] == "sqlite"
+        assert facts["journal_mode"] == "wal"
+        assert facts["synchronous"] == "NORMAL"
+        assert facts["schema_version"] == facts["expected_schema_version"]
+        assert facts["network_filesystem"] is False
+        assert facts["file_modes"][transport.location] == 0o600
+        assert facts["wal_bytes"] >= 0 and facts["wal_frames"] >= 0
+    else:
+        assert facts["kind"] == "redis"
+        assert facts["version"][0].isdigit()
+        assert isinstance(facts["aof_enabled"], bool)
+        assert facts["maxmemory_policy"] == "noeviction"

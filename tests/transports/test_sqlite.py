@@ -14,8 +14,9 @@ import pytest
 
 from liteq import OperationalError
 from liteq.messages import Message
-from liteq.transports.base import LostTaskPolicy, ResultRecord
+from liteq.transports.base import ControlCommand, LostTaskPolicy, ResultRecord
 from liteq.transports.sqlite import SQLiteTransport, queries
+from liteq.transports.sqlite.schema import SCHEMA_VERSION
 
 LOST = ResultRecord("", "FAILURE", payload=b'"lost"')
 EXHAUSTED = ResultRecord("", "FAILURE", payload=b'"exhausted"')
@@ -214,13 +215,40 @@ def test_a_schema_1_file_is_migrated_in_place(tmp_path: Path) -> None:
     first.close()
     with sqlite3.connect(path) as conn:  # back to what liteq's first schema wrote
         conn.execute("DROP TABLE liteq_chord_parts")
+        conn.execute("DROP TABLE liteq_control")
+        conn.execute("DROP TABLE liteq_control_replies")
         conn.execute(f"PRAGMA user_version = {(0x4C51 << 16) + 1}")
     conn.close()
     transport = SQLiteTransport(str(path), {})
     try:
         assert transport.chord_part_done("c", "m", 0, 1, None) == ["m"]
         conn = transport.database.conn
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == (0x4C51 << 16) + 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == (0x4C51 << 16) + SCHEMA_VERSION
         assert transport.get_result("kept") is not None
+        transport.send_control(ControlCommand("t", "ping"), 60)  # the v4 tables
+        assert [c.name for c in transport.read_control("0")[0]] == ["ping"]
+    finally:
+        transport.close()
+
+
+def test_a_schema_2_file_is_migrated_to_children_and_groups(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    first = SQLiteTransport(str(path), {})
+    first.store_results([ResultRecord("kept", "SUCCESS")])
+    first.close()
+    with sqlite3.connect(path) as conn:  # back to what schema 2 wrote
+        conn.execute("DROP TABLE liteq_groups")
+        conn.execute("ALTER TABLE liteq_results DROP COLUMN children")
+        conn.execute(f"PRAGMA user_version = {(0x4C51 << 16) + 2}")
+    conn.close()
+    transport = SQLiteTransport(str(path), {})
+    try:
+        assert transport.get_result("kept").children is None
+        transport.store_results([ResultRecord("new", "SUCCESS", children=b"[]")])
+        assert transport.get_result("new").children == b"[]"
+        transport.save_group("g", b"[]", None)
+        assert transport.get_group("g") == b"[]"
+        conn = transport.database.conn
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == (0x4C51 << 16) + SCHEMA_VERSION
     finally:
         transport.close()

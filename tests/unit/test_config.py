@@ -132,3 +132,47 @@ def test_visibility_timeout_and_result_expires_validation() -> None:
     app.conf.broker_transport_options = {"visibility_timeout": 0}
     with pytest.raises(ImproperlyConfigured, match="visibility_timeout"):
         _ = app.visibility_timeout
+
+
+@pytest.mark.parametrize("value", [None, "", "rpc", "rpc://", "rpc://guest@localhost//"])
+def test_result_backends_that_mean_the_brokers_store(value: object) -> None:
+    from liteq.config import result_store
+
+    assert result_store(value) is None
+
+
+@pytest.mark.parametrize("value", ["django-db", "django-cache", "django-db://"])
+def test_django_result_backends_mean_the_brokers_store_with_a_warning(value: str) -> None:
+    from liteq.config import UnsupportedSettingWarning, result_store
+
+    with pytest.warns(UnsupportedSettingWarning, match="django-celery-results"):
+        assert result_store(value) is None
+
+
+@pytest.mark.parametrize(("value", "url"), [
+    ("sqlite:///results.db", "sqlite:///results.db"),
+    ("results.db", "results.db"),
+    ("db+sqlite:///results.sqlite", "sqlite:///results.sqlite"),
+    ("redis://localhost:6379/1", "redis://localhost:6379/1"),
+    ("rediss://localhost:6379/1", "rediss://localhost:6379/1"),
+])
+def test_result_backends_that_are_a_store(value: str, url: str) -> None:
+    from liteq.config import result_store
+
+    assert result_store(value) == url
+
+
+@pytest.mark.parametrize("value", [
+    "amqp://", "cache+memcached://127.0.0.1:11211/", "cache", "mongodb://localhost/db",
+    "db+postgresql://u@h/db", "db+mysql://u@h/db", "database", "redis", "disabled",
+    "elasticsearch://h:9200", "s3://bucket", "couchbase://h", "cassandra://h",
+    "dynamodb://", "azureblockblob://x", "gs://bucket", "consul://h", "arangodb://h",
+])
+def test_result_backends_liteq_has_not_are_refused_by_name(value: str) -> None:
+    from liteq.config import result_store
+    from liteq.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match="result_backend") as caught:
+        result_store(value)
+    assert repr(value) in str(caught.value)
+    assert "\n" not in str(caught.value)

@@ -66,7 +66,9 @@ from liteq.transports.base import (
     WorkerInfo,
 )
 from liteq.transports.redis.connection import Connection, redacted
+from liteq.transports.redis.health import redis_health
 from liteq.transports.redis.keys import DEFAULT_PREFIX, Keys
+from liteq.transports.redis.monitor import MonitorRole
 from liteq.transports.redis.scripts import Scripts, read_result, read_revocation
 from liteq.transports.redis.wakeup import ResultWaiter, WakeListener
 
@@ -97,7 +99,7 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-class RedisTransport(Transport):
+class RedisTransport(MonitorRole, Transport):
     """Messages, results, beat and workers in Redis.
 
     Example:
@@ -161,6 +163,9 @@ class RedisTransport(Transport):
                 "Redis at %s runs without append-only persistence: a Redis restart loses "
                 "the tasks sent since its last snapshot (set appendonly yes)", self.location,
             )
+
+    def health(self) -> dict[str, Any]:
+        return redis_health(self._conn, self.location)
 
     def _ensure_open(self) -> None:
         if not self._opened:
@@ -326,6 +331,10 @@ class RedisTransport(Transport):
         self._ensure_open()
         return ResultWaiter(self._conn, [self.keys.done(task_id) for task_id in task_ids])
 
+    def results_listener(self) -> Listener:
+        self._ensure_open()
+        return WakeListener(self._conn, [self.keys.any_done()], pattern=True)
+
     def expire_results(self, limit: int = 1000) -> int:
         # Every result carries its own TTL (Redis deletes it); what is left to expire
         # here are revocations.
@@ -337,6 +346,21 @@ class RedisTransport(Transport):
         keep_ms = None if expires_in is None else max(1, int(expires_in * 1000))
         return self._run(lambda client: self._scripts.chord_part(  # type: ignore[no-any-return]
             client, chord_id, member_id, index, size, keep_ms))
+
+    # -- groups ----------------------------------------------------------------------
+
+    def save_group(self, group_id: str, payload: bytes, expires_in: float | None) -> None:
+        # One SET (with its expiry) replaces the whole value: atomic without a script.
+        keep_ms = None if expires_in is None else max(1, int(expires_in * 1000))
+        key = self.keys.group(group_id)
+        self._run(lambda client: client.set(key, payload, px=keep_ms))
+
+    def get_group(self, group_id: str) -> bytes | None:
+        value = self._run(lambda client: client.get(self.keys.group(group_id)))
+        return None if value is None else bytes(value)
+
+    def forget_group(self, group_id: str) -> None:
+        self._run(lambda client: client.delete(self.keys.group(group_id)))
 
     # -- beat ------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ The data model (``P`` is the prefix)::
     P settled:<id>      STRING  the token a message was settled with, for a while, so a
                                  settle retried after a lost reply is still accepted
     P r:<task id>       HASH    a task's result; expires by itself (PEXPIRE)
+    P g:<group id>      STRING  a saved group (GroupResult.save()); expires by itself
     P beat              SET     names of beat entries
     P beat:<name>       HASH    one beat entry: definition, schedule, run times
     P workers           HASH    worker id -> json (hostname, pid, queues, ...)
@@ -40,10 +41,13 @@ The data model (``P`` is the prefix)::
     P chord:<id>        ZSET    header tasks of a chord whose results are stored, by
                                  their place in the header
     P chord:<id>:by     STRING  the header task whose result completed the chord
+    P control           STREAM  remote control commands for workers (app.control)
+    P reply:<ticket>    HASH    hostname -> json reply to one control command
 
     channels:
     P wake:<queue>      a message was published to (or returned to) the queue
-    P done:<task id>    a result for the task was stored
+    P done:<task id>    a result for the task (or a reply to control ticket) was stored
+    P wake-control      a control command was added to ``P control``
 
 Example:
     >>> keys = Keys("myapp:")
@@ -76,6 +80,7 @@ class Keys:
         self.publish_prefix = f"{p}pub:"
         self.settled_prefix = f"{p}settled:"
         self.result_prefix = f"{p}r:"
+        self.group_prefix = f"{p}g:"
         self.beat = f"{p}beat"
         self.beat_prefix = f"{p}beat:"
         self.workers = f"{p}workers"
@@ -87,6 +92,9 @@ class Keys:
         self.chord_prefix = f"{p}chord:"
         self.wake_prefix = f"{p}wake:"
         self.done_prefix = f"{p}done:"
+        self.control = f"{p}control"
+        self.control_wake = f"{p}wake-control"
+        self.reply_prefix = f"{p}reply:"
 
     def message(self, message_id: str) -> str:
         return f"{self.message_prefix}{message_id}"
@@ -106,8 +114,15 @@ class Keys:
     def result(self, task_id: str) -> str:
         return f"{self.result_prefix}{task_id}"
 
+    def group(self, group_id: str) -> str:
+        return f"{self.group_prefix}{group_id}"
+
     def beat_entry(self, name: str) -> str:
         return f"{self.beat_prefix}{name}"
+
+    def reply(self, ticket: str) -> str:
+        """The replies to one control command."""
+        return f"{self.reply_prefix}{ticket}"
 
     def wake(self, queue: str) -> str:
         """The channel idle workers of ``queue`` listen on."""
@@ -116,6 +131,11 @@ class Keys:
     def done(self, task_id: str) -> str:
         """The channel callers waiting for ``task_id``'s result listen on."""
         return f"{self.done_prefix}{task_id}"
+
+    def any_done(self) -> str:
+        """The pattern matching every task's result channel (for a pattern listener)."""
+        escaped = "".join(f"\\{ch}" if ch in "*?[]\\" else ch for ch in self.done_prefix)
+        return f"{escaped}*"
 
 
 __all__ = ["DEFAULT_PREFIX", "Keys"]

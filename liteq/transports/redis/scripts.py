@@ -158,13 +158,15 @@ def pack_envelope(envelope: Envelope, now: float) -> list[Any]:
 def _result_fields(record: ResultRecord) -> tuple[list[Any], list[str]]:
     """Fields to set and fields to delete (None values) of a stored result.
 
-    ``extended`` None keeps what was stored before (as the SQLite transport does).
+    ``extended`` None keeps what was stored before (as the SQLite transport does);
+    ``children`` None deletes the stored ones.
     """
     pairs: list[Any] = ["state", str(record.state), "content_type", record.content_type,
                         "payload", record.payload, "retries", str(int(record.retries))]
     deleted = []
     optional = {"traceback": record.traceback, "task_name": record.task_name,
-                "worker": record.worker, "expires_in": _number(record.expires_in) or None}
+                "worker": record.worker, "expires_in": _number(record.expires_in) or None,
+                "children": record.children}
     for name, value in optional.items():
         if value is None:
             deleted.append(name)
@@ -242,6 +244,7 @@ def read_result(task_id: str, fields: dict[bytes, bytes]) -> ResultRecord | None
         retries=int(get(b"retries") or 0),
         extended=get(b"extended"),
         expires_in=_optional_float(get(b"expires_in")),
+        children=get(b"children"),
     )
 
 
@@ -308,7 +311,8 @@ class Scripts:
         args: list[Any] = [str(marker_ms), "1" if retry else "0", str(len(settlements))]
         for settlement in settlements:
             lease = settlement.delivery
-            args += [str(lease.key), str(lease.token), "1" if settlement.release else "0",
+            release = ("2" if settlement.redeliver else "1") if settlement.release else "0"
+            args += [str(lease.key), str(lease.token), release,
                      _number(settlement.release_at) if settlement.release else ""]
             if settlement.result is not None and not settlement.release:
                 args += ["1", *pack_result(settlement.result, now)]

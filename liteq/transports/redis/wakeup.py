@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from typing import Any
 
 import redis
 
+from liteq.platforms import WakePipe
 from liteq.transports.redis.connection import Connection
 
 logger = logging.getLogger("liteq.transports.redis")
@@ -33,15 +33,18 @@ logger = logging.getLogger("liteq.transports.redis")
 _POLL = 1.0
 
 
-def subscribe(client: redis.Redis, channels: Sequence[str], timeout: float) -> Any:
-    """A pub/sub connection subscribed to ``channels``, confirmed by the server.
+def subscribe(client: redis.Redis, channels: Sequence[str], timeout: float,
+              pattern: bool = False) -> Any:
+    """A pub/sub connection subscribed to ``channels`` (glob patterns with
+    ``pattern=True``), confirmed by the server.
 
     Raises:
         redis.ConnectionError: Redis did not confirm within ``timeout`` seconds.
     """
     pubsub = client.pubsub()  # type: ignore[no-untyped-call]
     try:
-        pubsub.subscribe(*channels)
+        (pubsub.psubscribe if pattern else pubsub.subscribe)(*channels)
+        confirmation = "psubscribe" if pattern else "subscribe"
         pending = set(channels)
         deadline = time.monotonic() + timeout
         while pending:
@@ -49,7 +52,7 @@ def subscribe(client: redis.Redis, channels: Sequence[str], timeout: float) -> A
             message = pubsub.get_message(timeout=max(remaining, 0.0)) if remaining > 0 else None
             if message is None:
                 raise redis.ConnectionError("no reply to SUBSCRIBE")
-            if message["type"] == "subscribe":
+            if message["type"] == confirmation:
                 channel = message["channel"]
                 pending.discard(channel.decode() if isinstance(channel, bytes) else channel)
     except BaseException:
@@ -64,44 +67,38 @@ def _close(pubsub: Any) -> None:
 
 
 class WakeListener:
-    """A readable file descriptor when a message was published to some queues."""
+    """A readable file descriptor when a message was published to some queues (or,
+    with ``pattern=True``, to any channel matching one of ``channels``)."""
 
-    def __init__(self, connection: Connection, channels: Sequence[str]) -> None:
+    def __init__(self, connection: Connection, channels: Sequence[str],
+                 pattern: bool = False) -> None:
         self._connection = connection
         self._channels = list(channels)
+        self._pattern = pattern
         timeout = connection.connect_timeout
-        pubsub = connection.run(lambda client: subscribe(client, self._channels, timeout))
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._read, False)
-        os.set_blocking(self._write, False)
+        pubsub = connection.run(lambda client: subscribe(client, self._channels, timeout,
+                                                         pattern))
+        self._pipe = WakePipe()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._listen, args=(pubsub,),
                                         name="liteq-redis-wake", daemon=True)
         self._thread.start()
 
     def fileno(self) -> int:
-        return self._read
+        return self._pipe.fileno()
 
     def drain(self) -> None:
         """Consume pending wake-ups."""
-        try:
-            while os.read(self._read, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
+        self._pipe.drain()
 
     def close(self) -> None:
         """Stop listening; the thread ends (and closes its side) within a second."""
         if self._stop.is_set():
             return
-        self._stop.set()
-        os.close(self._read)
+        self._stop.set()  # (the thread closes the pipe: it may be writing to it)
 
     def _notify(self) -> None:
-        try:
-            os.write(self._write, b"!")
-        except OSError:  # full (a wake-up is pending anyway) or closed
-            pass
+        self._pipe.wake()
 
     def _listen(self, pubsub: Any) -> None:
         backoff = 0.05
@@ -110,13 +107,13 @@ class WakeListener:
                 try:
                     if pubsub is None:
                         pubsub = subscribe(self._connection.client, self._channels,
-                                           self._connection.connect_timeout)
+                                           self._connection.connect_timeout, self._pattern)
                         logger.info("listening for tasks on Redis at %s again",
                                     self._connection.location)
                         backoff = 0.05
                         self._notify()  # messages may have come while we were away
                     message = pubsub.get_message(timeout=_POLL)
-                    if message is not None and message["type"] == "message":
+                    if message is not None and message["type"] in ("message", "pmessage"):
                         self._notify()
                 except Exception as exc:  # lost the connection: reconnect, with backoff
                     if pubsub is not None:
@@ -129,7 +126,7 @@ class WakeListener:
         finally:
             if pubsub is not None:
                 _close(pubsub)
-            os.close(self._write)
+            self._pipe.close()
 
 
 class ResultWaiter:

@@ -25,10 +25,17 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import peewee
 
-from liteq.exceptions import NetworkFilesystemError, OperationalError, StorageError
+from liteq import platforms
+from liteq.exceptions import (
+    NetworkFilesystemError,
+    OperationalError,
+    StorageError,
+    StoreNotFound,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +69,7 @@ def _forget_after_fork() -> None:
         database.forget_connections()
 
 
-os.register_at_fork(after_in_child=_forget_after_fork)
+platforms.at_fork(_forget_after_fork)
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -122,6 +129,28 @@ def create_private_file(path: str) -> None:
     except OSError as exc:
         raise StorageError(f"cannot create {path}: {exc.strerror}") from exc
     os.close(fd)
+
+
+def open_read_only(path: str, timeout: float = 10.0) -> sqlite3.Connection:
+    """Open an existing file read-only: nothing is created, and the file is not changed.
+
+    (A WAL-mode database gets its ``-wal`` and ``-shm`` files, as any reader makes.)
+
+    Raises:
+        StoreNotFound: ``path`` does not exist, or is a directory.
+        StorageError: SQLite cannot open it.
+    """
+    if os.path.isdir(path):
+        raise StoreNotFound(f"{path} is a directory, not a database file")
+    if not os.path.exists(path):
+        raise StoreNotFound(
+            f"{path} does not exist: there is no liteq store to read (nothing was created)"
+        )
+    uri = f"file:{quote(os.path.abspath(path))}?mode=ro"
+    try:
+        return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=timeout)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open {path}: {exc}") from exc
 
 
 class _PeeweeDatabase(peewee.SqliteDatabase):
@@ -325,4 +354,5 @@ __all__ = [
     "check_local_filesystem",
     "create_private_file",
     "mount_type",
+    "open_read_only",
 ]

@@ -12,13 +12,13 @@ from liteq.messages import Envelope
 from liteq.transports.base import BeatEntry, InFlight, Revocation, WorkerInfo
 from liteq.transports.sqlite import queries
 from liteq.transports.sqlite.rows import lease_group, message_row
-from liteq.transports.sqlite.state import SQLiteState
+from liteq.transports.sqlite.state import SQLiteRole
 
 #: Worker rows silent for this many leases are removed.
 _STALE_WORKER_LEASES = 10
 
 
-class CoordinationRole(SQLiteState):
+class CoordinationRole(SQLiteRole):
     """The beat's schedule, revocations, rate limit buckets and the worker registry."""
 
     # -- beat ------------------------------------------------------------------------

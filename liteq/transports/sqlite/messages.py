@@ -16,6 +16,7 @@ import peewee as pw
 
 from liteq import _clock
 from liteq.messages import Envelope
+from liteq.platforms import WakePipe
 from liteq.transports.base import (
     Delivery,
     LeaseRef,
@@ -26,33 +27,24 @@ from liteq.transports.base import (
     Settlement,
 )
 from liteq.transports.sqlite import queries
-from liteq.transports.sqlite.rows import delivery, lease_group, message_row, result_row
-from liteq.transports.sqlite.schema import LEASED, READY, SCHEDULED
-from liteq.transports.sqlite.state import SQLiteState
+from liteq.transports.sqlite.rows import (
+    ClaimedRow,
+    ResultRow,
+    delivery,
+    lease_group,
+    message_row,
+    result_row,
+)
+from liteq.transports.sqlite.schema import READY, SCHEDULED, STATE_NAMES
+from liteq.transports.sqlite.state import SQLiteRole
 
 logger = logging.getLogger("liteq.transports.sqlite")
 
-_STATE_NAMES = {READY: "ready", LEASED: "leased", SCHEDULED: "scheduled"}
-
-
-class _NullListener:
+class _NullListener(WakePipe):
     """A listener that never fires (workers then rely on their housekeeping timeout)."""
 
-    def __init__(self) -> None:
-        self._read, self._write = os.pipe()
 
-    def fileno(self) -> int:
-        return self._read
-
-    def drain(self) -> None:
-        pass
-
-    def close(self) -> None:
-        os.close(self._read)
-        os.close(self._write)
-
-
-class MessagesRole(SQLiteState):
+class MessagesRole(SQLiteRole):
     """Messages: the queue, its leases, and what happens when a lease is lost."""
 
     def publish(self, envelopes: Sequence[Envelope]) -> None:
@@ -78,6 +70,10 @@ class MessagesRole(SQLiteState):
         conn = conn() if callable(conn) else connection  # a peewee database
         now = _clock.wall()
         conn.executemany(queries.PUBLISH, [message_row(envelope, now) for envelope in envelopes])
+        self._wake.workers.notify()
+
+    def notify_workers(self) -> None:
+        """Wake idle workers (after a transaction liteq did not commit itself)."""
         self._wake.workers.notify()
 
     @contextmanager
@@ -116,18 +112,18 @@ class MessagesRole(SQLiteState):
             params.update((f"q{n}", queue) for n, queue in enumerate(queues))
             claim = (queries.claim(len(queues)), params)
 
-        def exchange(conn: sqlite3.Connection) -> tuple[_Settled, list[Any], set[str]]:
+        def exchange(conn: sqlite3.Connection) -> tuple[_Settled, list[ClaimedRow], set[str]]:
             settled = _settle_in(conn, settlements, now)
-            rows: list[Any] = []
+            rows: list[ClaimedRow] = []
             revoked: set[str] = set()
             if claim is not None:
                 for queue in queues:
                     conn.execute(queries.PROMOTE, {"queue": queue, "now": now})
-                rows = conn.execute(*claim).fetchall()
+                rows = list(map(ClaimedRow._make, conn.execute(*claim)))
                 if rows and hold_lease:
                     conn.execute(queries.HOLD_LEASE, claim[1])
                 if rows and conn.execute(queries.ANY_REVOKED).fetchone():
-                    ids = json.dumps([row[3] for row in rows])
+                    ids = json.dumps([row.task_id for row in rows])
                     revoked = {r[0] for r in conn.execute(queries.REVOKED_AMONG, (ids,))}
             return settled, rows, revoked
 
@@ -136,11 +132,11 @@ class MessagesRole(SQLiteState):
         if rows and hold_lease:
             self._leases_held[worker_id] = _clock.lease_clock()
         if settled.results:
-            self._wake.waiters.notify(row[0] for row in settled.results)
+            self._wake.waiters.notify(row.task_id for row in settled.results)
         if settled.published or settled.released:
             self._wake.workers.notify()
-        rows.sort(key=lambda r: (-r[6], r[7], r[0]))
-        return settled.accepted, [delivery(row, row[3] in revoked) for row in rows]
+        rows.sort(key=lambda row: (-row.priority, row.run_at, row.id))
+        return settled.accepted, [delivery(row, row.task_id in revoked) for row in rows]
 
     def _lease_due(self, holder: str, lease_seconds: float) -> bool:
         """Whether this claim must (re)write the holder's lease row.
@@ -275,7 +271,7 @@ class MessagesRole(SQLiteState):
         counts: dict[str, dict[str, int]] = {}
         for row in self._db.read(lambda _conn: list(query.tuples())):
             queue, state, n = row
-            counts.setdefault(queue, {})[_STATE_NAMES[state]] = n
+            counts.setdefault(queue, {})[STATE_NAMES[state]] = n
         for queue in queues or ():
             counts.setdefault(queue, {})
         return {queue: QueueDepth(**by_state) for queue, by_state in sorted(counts.items())}
@@ -304,7 +300,7 @@ class _Settled:
 
     def __init__(self) -> None:
         self.accepted: list[bool] = []
-        self.results: list[tuple[Any, ...]] = []
+        self.results: list[ResultRow] = []
         self.published = 0
         self.released = 0
 
@@ -346,6 +342,9 @@ def _settle_in(conn: sqlite3.Connection, settlements: Sequence[Settlement], now:
             if settlement.release_at is not None:
                 params: tuple[Any, ...] = (settlement.release_at, delivery.key, delivery.token)
                 ok = conn.execute(queries.RELEASE_UNTIL, params).rowcount == 1
+            elif settlement.redeliver:
+                ok = conn.execute(queries.REDELIVER, (delivery.key, delivery.token)
+                                  ).rowcount == 1
             else:
                 ok = conn.execute(queries.RELEASE, (delivery.key, delivery.token)).rowcount == 1
             settled.accepted.append(ok)

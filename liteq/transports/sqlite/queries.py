@@ -1,17 +1,18 @@
 """The hot-path SQL, named. Each statement is served by an index of ``schema.py``
-(``tests/transports/test_query_plans.py`` checks with ``EXPLAIN QUERY PLAN``).
+(``tests/transports/test_sqlite.py`` checks with ``EXPLAIN QUERY PLAN``).
 
-States: 0 ready, 1 leased, 2 scheduled.
+Message states are the constants of ``schema.py`` (READY, LEASED, SCHEDULED).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-_MESSAGE_COLUMNS = (
-    "task_id, task_name, queue, priority, run_at, expires, state, acks_late, "
-    "content_type, header, body"
-)
+from liteq.states import READY_STATES
+from liteq.transports.sqlite.rows import CLAIMED_COLUMNS, MESSAGE_COLUMNS, RESULT_COLUMNS
+from liteq.transports.sqlite.schema import LEASED, READY, SCHEDULED
+
+_MESSAGE_COLUMNS = MESSAGE_COLUMNS
 
 #: Store one message (ready, or scheduled when its eta is in the future).
 PUBLISH = f"INSERT INTO liteq_messages ({_MESSAGE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
@@ -29,18 +30,15 @@ def publish_many(count: int) -> str:
 
 #: Make scheduled messages of one queue ready once their eta has come.
 PROMOTE = (
-    "UPDATE liteq_messages SET state = 0 "
-    "WHERE state = 2 AND queue = :queue AND run_at <= :now"
+    f"UPDATE liteq_messages SET state = {READY} "
+    f"WHERE state = {SCHEDULED} AND queue = :queue AND run_at <= :now"
 )
 
-#: Columns a claim returns, in Delivery order.
-_CLAIMED = (
-    "id, token, deliveries, task_id, task_name, queue, priority, run_at, expires, "
-    "acks_late, content_type, header, body"
-)
+#: Columns a claim returns (``rows.ClaimedRow``).
+_CLAIMED = CLAIMED_COLUMNS
 
 _LEASE = (
-    "UPDATE liteq_messages SET state = 1, worker_id = :worker, "
+    f"UPDATE liteq_messages SET state = {LEASED}, worker_id = :worker, "
     "token = random(), deliveries = deliveries + 1 WHERE id IN ({ids}) RETURNING " + _CLAIMED
 )
 
@@ -52,7 +50,7 @@ HOLD_LEASE = (
 
 _READY_IN_QUEUE = (
     "SELECT id, priority, run_at FROM liteq_messages "
-    "WHERE state = 0 AND queue = :q{n} ORDER BY priority DESC, run_at, id LIMIT :limit"
+    f"WHERE state = {READY} AND queue = :q{{n}} ORDER BY priority DESC, run_at, id LIMIT :limit"
 )
 
 
@@ -65,7 +63,7 @@ def claim(queue_count: int) -> str:
     RETURNING gives rows in no particular order, so callers sort the batch.
     """
     if queue_count == 1:
-        ids = "SELECT id FROM liteq_messages WHERE state = 0 AND queue = :q0 " \
+        ids = f"SELECT id FROM liteq_messages WHERE state = {READY} AND queue = :q0 " \
               "ORDER BY priority DESC, run_at, id LIMIT :limit"
     else:
         branches = " UNION ALL ".join(
@@ -76,7 +74,7 @@ def claim(queue_count: int) -> str:
 
 
 #: Settle one message: remove it if its lease token still matches.
-ACK = "DELETE FROM liteq_messages WHERE id = ? AND token = ? AND state = 1"
+ACK = f"DELETE FROM liteq_messages WHERE id = ? AND token = ? AND state = {LEASED}"
 
 
 @lru_cache(maxsize=256)
@@ -88,13 +86,13 @@ def ack_many(count: int) -> str:
     """
     marks = ",".join("?" * count)
     tokens = " ".join(["WHEN ? THEN ?"] * count)
-    return (f"DELETE FROM liteq_messages WHERE id IN ({marks}) AND state = 1 "
+    return (f"DELETE FROM liteq_messages WHERE id IN ({marks}) AND state = {LEASED} "
             f"AND token = CASE id {tokens} END RETURNING id")
 
 #: Return one leased message to wait as scheduled until :run_at (uncounted).
 RELEASE_UNTIL = (
-    "UPDATE liteq_messages SET state = 2, run_at = ?, worker_id = NULL, token = NULL, "
-    "deliveries = max(deliveries - 1, 0) WHERE id = ? AND token = ? AND state = 1"
+    f"UPDATE liteq_messages SET state = {SCHEDULED}, run_at = ?, worker_id = NULL, token = NULL, "
+    f"deliveries = max(deliveries - 1, 0) WHERE id = ? AND token = ? AND state = {LEASED}"
 )
 
 #: TAKE_TOKEN: refill a bucket for the time passed and take one token if it has one.
@@ -111,9 +109,16 @@ BUCKET = "SELECT min(:capacity, tokens + (:now - updated) * :rate) FROM liteq_ra
     "WHERE key = :key"
 
 #: Return one leased message to the queue without counting the delivery.
+#: REDELIVER: put a claimed message back in the queue, its delivery counted
+#: (``Reject(requeue=True)``).
+REDELIVER = (
+    f"UPDATE liteq_messages SET state = {READY}, worker_id = NULL, token = NULL "
+    f"WHERE id = ? AND token = ? AND state = {LEASED}"
+)
+
 RELEASE = (
-    "UPDATE liteq_messages SET state = 0, worker_id = NULL, token = NULL, "
-    "deliveries = max(deliveries - 1, 0) WHERE id = ? AND token = ? AND state = 1"
+    f"UPDATE liteq_messages SET state = {READY}, worker_id = NULL, token = NULL, "
+    f"deliveries = max(deliveries - 1, 0) WHERE id = ? AND token = ? AND state = {LEASED}"
 )
 
 #: Renew every lease a worker (``:lo``) and its pool processes (``:lo/N``) hold:
@@ -125,27 +130,30 @@ EXTEND_LEASES = (
 #: A lease, if it is still held: what reaping needs to know.
 LEASE_INFO = (
     "SELECT id, task_id, task_name, acks_late, deliveries FROM liteq_messages "
-    "WHERE id = ? AND token = ? AND state = 1"
+    f"WHERE id = ? AND token = ? AND state = {LEASED}"
 )
 
 #: Put back, uncounted, every lease of one (dead) pool process: it never started them.
 RELEASE_WORKER = (
-    "UPDATE liteq_messages SET state = 0, worker_id = NULL, token = NULL, "
-    "deliveries = max(deliveries - 1, 0) WHERE state = 1 AND worker_id = ?"
+    f"UPDATE liteq_messages SET state = {READY}, worker_id = NULL, token = NULL, "
+    f"deliveries = max(deliveries - 1, 0) WHERE state = {LEASED} AND worker_id = ?"
 )
 
 #: Forget a holder's lease (it holds nothing any more).
 DROP_LEASE = "DELETE FROM liteq_leases WHERE holder = ?"
 
 #: Is anything claimable? (a read, so idle wake-ups need not take the write lock)
-READY_EXISTS = "SELECT 1 FROM liteq_messages WHERE state = 0 AND queue = ? LIMIT 1"
-DUE_EXISTS = "SELECT 1 FROM liteq_messages WHERE state = 2 AND queue = ? AND run_at <= ? LIMIT 1"
+READY_EXISTS = f"SELECT 1 FROM liteq_messages WHERE state = {READY} AND queue = ? LIMIT 1"
+DUE_EXISTS = (
+    f"SELECT 1 FROM liteq_messages WHERE state = {SCHEDULED} AND queue = ? AND run_at <= ? "
+    "LIMIT 1"
+)
 
 #: Messages whose holder's lease ran out.
 EXPIRED = (
     "SELECT m.id, m.task_id, m.task_name, m.acks_late, m.deliveries "
     "FROM liteq_leases AS l CROSS JOIN liteq_messages AS m "  # CROSS: leases outer
-    "ON m.state = 1 AND m.worker_id = l.holder "
+    f"ON m.state = {LEASED} AND m.worker_id = l.holder "
     "WHERE l.lease_until < :now"
 )
 
@@ -157,11 +165,11 @@ EXPIRED_HOLDERS = "SELECT holder FROM liteq_leases WHERE lease_until < :now"
 #: the leased rows (the in-flight set), never the queue.
 ORPHANED = (
     "SELECT id, task_id, task_name, acks_late, deliveries FROM liteq_messages "
-    "WHERE state = 1 AND worker_id NOT IN (SELECT holder FROM liteq_leases)"
+    f"WHERE state = {LEASED} AND worker_id NOT IN (SELECT holder FROM liteq_leases)"
 )
 
 #: Put a message whose lease was lost back in the queue (the delivery counts).
-REQUEUE = "UPDATE liteq_messages SET state = 0, worker_id = NULL, token = NULL WHERE id = ?"
+REQUEUE = f"UPDATE liteq_messages SET state = {READY}, worker_id = NULL, token = NULL WHERE id = ?"
 
 #: Drop a message whose lease was lost and that will not run again.
 DROP = "DELETE FROM liteq_messages WHERE id = ?"
@@ -170,28 +178,27 @@ DROP = "DELETE FROM liteq_messages WHERE id = ?"
 EXPIRE_ALL_LEASES = "UPDATE liteq_leases SET lease_until = 0"
 
 #: When the next scheduled message of a queue is due.
-NEXT_ETA = "SELECT min(run_at) FROM liteq_messages WHERE state = 2 AND queue = ?"
+NEXT_ETA = f"SELECT min(run_at) FROM liteq_messages WHERE state = {SCHEDULED} AND queue = ?"
 
-_RESULT_COLUMNS = (
-    "task_id, state, content_type, payload, traceback, task_name, worker, retries, "
-    "date_done, expires_at, extended"
-)
+_RESULT_COLUMNS = RESULT_COLUMNS
 
 #: Store a final result (settlement): it replaces whatever was stored before.
 STORE_RESULT = (
-    f"INSERT INTO liteq_results ({_RESULT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+    f"INSERT INTO liteq_results ({_RESULT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT (task_id) DO UPDATE SET state = excluded.state, "
     "content_type = excluded.content_type, payload = excluded.payload, "
     "traceback = excluded.traceback, task_name = excluded.task_name, "
     "worker = excluded.worker, retries = excluded.retries, date_done = excluded.date_done, "
-    "expires_at = excluded.expires_at, extended = coalesce(excluded.extended, extended)"
+    "expires_at = excluded.expires_at, extended = coalesce(excluded.extended, extended), "
+    "children = excluded.children"
 )
 
 #: Store an interim state (STARTED, progress, RETRY): never over a final one.
-STORE_STATE = STORE_RESULT + " WHERE liteq_results.state NOT IN ('SUCCESS', 'FAILURE', 'REVOKED')"
+STORE_STATE = STORE_RESULT + " WHERE liteq_results.state NOT IN ({})".format(
+    ", ".join(f"'{state}'" for state in sorted(READY_STATES)))
 
 #: Does the lease still hold? (fences interim states written by a running task)
-LEASE_HELD = "SELECT 1 FROM liteq_messages WHERE id = ? AND token = ? AND state = 1"
+LEASE_HELD = f"SELECT 1 FROM liteq_messages WHERE id = ? AND token = ? AND state = {LEASED}"
 
 #: One stored result.
 GET_RESULT = f"SELECT {_RESULT_COLUMNS} FROM liteq_results WHERE task_id = ?"
@@ -208,17 +215,27 @@ EXPIRE_RESULTS = (
     "WHERE expires_at IS NOT NULL AND expires_at < :now ORDER BY expires_at LIMIT :limit)"
 )
 
+#: Save a group's members (GroupResult.save()), replacing an earlier save.
+SAVE_GROUP = "INSERT OR REPLACE INTO liteq_groups (group_id, payload, expires_at) VALUES (?, ?, ?)"
+#: A saved group, unless it expired (the expiry pass may not have deleted it yet).
+GET_GROUP = (
+    "SELECT payload FROM liteq_groups WHERE group_id = ? "
+    "AND (expires_at IS NULL OR expires_at >= ?)"
+)
+FORGET_GROUP = "DELETE FROM liteq_groups WHERE group_id = ?"
+EXPIRE_GROUPS = "DELETE FROM liteq_groups WHERE expires_at IS NOT NULL AND expires_at < ?"
+
 #: Is a task's message leased (RECEIVED)? Searches the in-flight rows only: messages
 #: have no task id index, which would cost every enqueue and ack a B-tree update.
 IS_LEASED = (
     "SELECT 1 FROM liteq_messages INDEXED BY liteq_messages_worker "
-    "WHERE state = 1 AND task_id = ? LIMIT 1"
+    f"WHERE state = {LEASED} AND task_id = ? LIMIT 1"
 )
 
 #: What leased messages there are, and their holders (the in-flight set).
 IN_FLIGHT = (
     "SELECT worker_id, task_id, task_name, queue FROM liteq_messages "
-    "INDEXED BY liteq_messages_worker WHERE state = 1 LIMIT ?"
+    f"INDEXED BY liteq_messages_worker WHERE state = {LEASED} LIMIT ?"
 )
 
 #: Any revocation at all? (claims look up their task ids only when there is one)
@@ -269,10 +286,13 @@ __all__ = [
     "EXPIRED_HOLDERS",
     "EXPIRE_ALL_LEASES",
     "EXPIRE_CHORDS",
+    "EXPIRE_GROUPS",
     "EXPIRE_RESULTS",
     "EXPIRE_REVOKED",
     "EXTEND_LEASES",
     "FIND_RESULTS",
+    "FORGET_GROUP",
+    "GET_GROUP",
     "GET_RESULT",
     "HOLD_LEASE",
     "IN_FLIGHT",
@@ -284,11 +304,13 @@ __all__ = [
     "PROMOTE",
     "PUBLISH",
     "READY_EXISTS",
+    "REDELIVER",
     "RELEASE",
     "RELEASE_UNTIL",
     "RELEASE_WORKER",
     "REQUEUE",
     "REVOKED_AMONG",
+    "SAVE_GROUP",
     "STORE_RESULT",
     "STORE_STATE",
     "TAKE_TOKEN",

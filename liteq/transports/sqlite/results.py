@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from liteq import _clock
-from liteq.transports.base import Delivery, ResultRecord, Waiter
+from liteq.transports.base import Delivery, Listener, ResultRecord, Waiter
 from liteq.transports.sqlite import queries
-from liteq.transports.sqlite.rows import result_row
-from liteq.transports.sqlite.state import SQLiteState
+from liteq.transports.sqlite.rows import ResultRow, result_record, result_row
+from liteq.transports.sqlite.state import SQLiteRole
+from liteq.transports.sqlite.wakeup import ANY_TASK
 
 if TYPE_CHECKING:
     from liteq.transports.sqlite.wakeup import WakeDir
@@ -41,17 +42,7 @@ class _PipeWaiter:
             self._listener.close()
 
 
-def _record(row: tuple[Any, ...]) -> ResultRecord:
-    expires_at, date_done = row[9], row[8]
-    return ResultRecord(
-        task_id=row[0], state=row[1], content_type=row[2], payload=row[3] or b"null",
-        traceback=row[4], task_name=row[5], worker=row[6], retries=row[7],
-        date_done=date_done, extended=row[10],
-        expires_in=None if expires_at is None else expires_at - date_done,
-    )
-
-
-class ResultsRole(SQLiteState):
+class ResultsRole(SQLiteRole):
     """Results: stored in the same file, in the same transactions as the acks."""
 
     def store_result(self, record: ResultRecord, fence: Delivery | None = None) -> bool:
@@ -71,6 +62,12 @@ class ResultsRole(SQLiteState):
             self._wake.waiters.notify([record.task_id])
         return stored
 
+    def store_result_on(self, connection: Any, record: ResultRecord) -> None:
+        """Store a (not yet finished) state through the caller's own open connection
+        to this file, uncommitted, as ``publish_on`` does for messages."""
+        self._ensure_open()
+        connection.execute(queries.STORE_STATE, result_row(record, _clock.wall()))
+
     def store_results(self, records: Sequence[ResultRecord]) -> None:
         self._ensure_open()
         now = _clock.wall()
@@ -81,20 +78,24 @@ class ResultsRole(SQLiteState):
     def get_result(self, task_id: str) -> ResultRecord | None:
         self._ensure_open()
         row = self._db.read(lambda conn: conn.execute(queries.GET_RESULT, (task_id,)).fetchone())
-        return None if row is None else _record(row)
+        return None if row is None else result_record(ResultRow._make(row))
 
     def find_results(self, state: str, task_name: str | None = None,
                      limit: int = 1000) -> list[ResultRecord]:
         self._ensure_open()
         params = {"state": state, "name": task_name, "limit": limit}
         rows = self._db.read(lambda conn: conn.execute(queries.FIND_RESULTS, params).fetchall())
-        return [_record(row) for row in rows]
+        return [result_record(ResultRow._make(row)) for row in rows]
 
     def forget(self, task_ids: Sequence[str]) -> None:
         self._ensure_open()
         result = self._models.Result
         ids = list(task_ids)
         self._db.write(lambda _conn: result.delete().where(result.task_id.in_(ids)).execute())
+
+    def results_listener(self) -> Listener:
+        self._ensure_open()
+        return self._wake.result_listener([ANY_TASK])
 
     def result_waiter(self, task_ids: Sequence[str]) -> Waiter:
         self._ensure_open()
@@ -107,9 +108,26 @@ class ResultsRole(SQLiteState):
         def expire(conn: sqlite3.Connection) -> int:
             conn.execute(queries.EXPIRE_REVOKED, (params["now"],))
             conn.execute(queries.EXPIRE_CHORDS, (params["now"],))
+            conn.execute(queries.EXPIRE_GROUPS, (params["now"],))
             return int(conn.execute(queries.EXPIRE_RESULTS, params).rowcount)
 
         return self._db.write(expire)
+
+    def save_group(self, group_id: str, payload: bytes, expires_in: float | None) -> None:
+        self._ensure_open()
+        expires_at = None if expires_in is None else _clock.wall() + expires_in
+        row = (group_id, payload, expires_at)
+        self._db.write(lambda conn: conn.execute(queries.SAVE_GROUP, row))
+
+    def get_group(self, group_id: str) -> bytes | None:
+        self._ensure_open()
+        params = (group_id, _clock.wall())
+        row = self._db.read(lambda conn: conn.execute(queries.GET_GROUP, params).fetchone())
+        return None if row is None else bytes(row[0])
+
+    def forget_group(self, group_id: str) -> None:
+        self._ensure_open()
+        self._db.write(lambda conn: conn.execute(queries.FORGET_GROUP, (group_id,)))
 
     def chord_part_done(self, chord_id: str, member_id: str, index: int, size: int,
                         expires_in: float | None) -> list[str] | None:

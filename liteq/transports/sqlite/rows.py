@@ -1,60 +1,171 @@
-"""Rows as the SQLite transport stores and reads them."""
+"""Rows as the SQLite transport stores and reads them, named.
+
+Each row type is a NamedTuple whose fields are the table's columns, in the order the
+statements of ``queries.py`` list them (they build their column lists from these), so
+a row is read by name (``row.task_id``), never by position.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from liteq import _clock
 from liteq.messages import Envelope
-from liteq.transports.base import Delivery, ResultRecord
-from liteq.transports.sqlite.schema import READY, SCHEDULED
+from liteq.transports.base import Delivery, ResultRecord, StoredMessage
+from liteq.transports.sqlite.schema import READY, SCHEDULED, STATE_NAMES
 
 
-def delivery(r: Any, revoked: bool = False) -> Delivery:
+class MessageRow(NamedTuple):
+    """A message as PUBLISH inserts it into ``liteq_messages``."""
+
+    task_id: str
+    task_name: str
+    queue: str
+    priority: int
+    run_at: float
+    expires: float | None
+    state: int
+    acks_late: bool
+    content_type: str
+    header: bytes
+    body: bytes
+
+
+class ClaimedRow(NamedTuple):
+    """A message as CLAIM returns it: the lease (id, token, deliveries), then the
+    envelope's columns."""
+
+    id: int
+    token: int
+    deliveries: int
+    task_id: str
+    task_name: str
+    queue: str
+    priority: int
+    run_at: float
+    expires: float | None
+    acks_late: int
+    content_type: str
+    header: bytes
+    body: bytes
+
+
+class ResultRow(NamedTuple):
+    """A row of ``liteq_results`` (STORE_RESULT, GET_RESULT, FIND_RESULTS)."""
+
+    task_id: str
+    state: str
+    content_type: str
+    payload: bytes | None
+    traceback: str | None
+    task_name: str | None
+    worker: str | None
+    retries: int
+    date_done: float
+    expires_at: float | None
+    extended: bytes | None
+    children: bytes | None
+
+
+class StoredRow(NamedTuple):
+    """A stored message as monitors read it (``Transport.messages()``): its key, state
+    and holder, then the envelope's columns."""
+
+    id: int
+    state: int
+    worker_id: str | None
+    task_id: str
+    task_name: str
+    queue: str
+    priority: int
+    run_at: float
+    expires: float | None
+    acks_late: int
+    content_type: str
+    header: bytes
+    body: bytes
+
+
+MESSAGE_COLUMNS = ", ".join(MessageRow._fields)
+STORED_COLUMNS = ", ".join(StoredRow._fields)
+CLAIMED_COLUMNS = ", ".join(ClaimedRow._fields)
+RESULT_COLUMNS = ", ".join(ResultRow._fields)
+
+
+def delivery(row: ClaimedRow, revoked: bool = False) -> Delivery:
+    """A claimed row as the worker receives it."""
     return Delivery(
-        key=r[0],
-        token=r[1],
-        deliveries=r[2],
+        key=row.id,
+        token=row.token,
+        deliveries=row.deliveries,
         envelope=Envelope(
-            task_id=r[3], task_name=r[4], queue=r[5], priority=r[6], eta=r[7], expires=r[8],
-            acks_late=bool(r[9]), content_type=r[10], header=r[11], body=r[12],
+            task_id=row.task_id, task_name=row.task_name, queue=row.queue,
+            priority=row.priority, eta=row.run_at, expires=row.expires,
+            acks_late=bool(row.acks_late), content_type=row.content_type,
+            header=row.header, body=row.body,
         ),
         revoked=revoked,
     )
 
 
-def message_row(envelope: Envelope, now: float) -> tuple[Any, ...]:
-    eta = envelope.eta
-    scheduled = eta is not None and eta > now
-    return (
-        envelope.task_id,
-        envelope.task_name,
-        envelope.queue,
-        envelope.priority,
-        eta if eta is not None else now,
-        envelope.expires,
-        SCHEDULED if scheduled else READY,
-        envelope.acks_late,
-        envelope.content_type,
-        envelope.header,
-        envelope.body,
+def stored_message(row: StoredRow) -> StoredMessage:
+    """A stored row as ``inspect`` and the event monitor see it."""
+    return StoredMessage(
+        key=row.id, state=STATE_NAMES.get(row.state, "ready"), holder=row.worker_id,
+        envelope=Envelope(
+            task_id=row.task_id, task_name=row.task_name, queue=row.queue,
+            priority=row.priority, eta=row.run_at, expires=row.expires,
+            acks_late=bool(row.acks_late), content_type=row.content_type,
+            header=bytes(row.header), body=bytes(row.body),
+        ),
     )
 
 
-def result_row(record: ResultRecord, now: float) -> tuple[Any, ...]:
+def message_row(envelope: Envelope, now: float) -> MessageRow:
+    eta = envelope.eta
+    scheduled = eta is not None and eta > now
+    return MessageRow(
+        task_id=envelope.task_id,
+        task_name=envelope.task_name,
+        queue=envelope.queue,
+        priority=envelope.priority,
+        run_at=eta if eta is not None else now,
+        expires=envelope.expires,
+        state=SCHEDULED if scheduled else READY,
+        acks_late=envelope.acks_late,
+        content_type=envelope.content_type,
+        header=envelope.header,
+        body=envelope.body,
+    )
+
+
+def result_row(record: ResultRecord, now: float) -> ResultRow:
     done = record.date_done or now
-    return (
-        record.task_id,
-        record.state,
-        record.content_type,
-        record.payload,
-        record.traceback,
-        record.task_name,
-        record.worker,
-        record.retries,
-        done,
-        None if record.expires_in is None else done + record.expires_in,
-        record.extended,
+    return ResultRow(
+        task_id=record.task_id,
+        state=record.state,
+        content_type=record.content_type,
+        payload=record.payload,
+        traceback=record.traceback,
+        task_name=record.task_name,
+        worker=record.worker,
+        retries=record.retries,
+        date_done=done,
+        expires_at=None if record.expires_in is None else done + record.expires_in,
+        extended=record.extended,
+        children=record.children,
+    )
+
+
+def result_record(row: ResultRow) -> ResultRecord:
+    """A stored result row as the record the contract returns."""
+    return ResultRecord(
+        task_id=row.task_id, state=row.state, content_type=row.content_type,
+        payload=row.payload or b"null", traceback=row.traceback, task_name=row.task_name,
+        worker=row.worker, retries=row.retries, date_done=row.date_done,
+        extended=row.extended,
+        expires_in=None if row.expires_at is None else row.expires_at - row.date_done,
+        children=row.children,
     )
 
 
@@ -64,4 +175,19 @@ def lease_group(worker_id: str, lease_seconds: float) -> dict[str, Any]:
     return {"lease_until": until, "lo": worker_id, "hi": worker_id + "0"}
 
 
-__all__ = ["delivery", "lease_group", "message_row", "result_row"]
+__all__ = [
+    "CLAIMED_COLUMNS",
+    "MESSAGE_COLUMNS",
+    "RESULT_COLUMNS",
+    "STORED_COLUMNS",
+    "ClaimedRow",
+    "MessageRow",
+    "ResultRow",
+    "StoredRow",
+    "delivery",
+    "lease_group",
+    "message_row",
+    "result_record",
+    "result_row",
+    "stored_message",
+]

@@ -14,17 +14,19 @@ from types import SimpleNamespace
 import peewee as pw
 
 from liteq.exceptions import StorageError
-from liteq.transports.sqlite.connection import Database
+from liteq.transports.sqlite.connection import Database, open_read_only
 
 #: High 16 bits of ``user_version`` in a liteq file ("LQ").
 MAGIC = 0x4C51 << 16
 #: The schema this liteq writes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 _ZERO = pw.SQL("DEFAULT 0")
 
 # Message states (the ``state`` column).
 READY, LEASED, SCHEDULED = 0, 1, 2
+#: The states by the names ``inspect`` and the contract use (``StoredMessage.state``).
+STATE_NAMES = {READY: "ready", LEASED: "leased", SCHEDULED: "scheduled"}
 
 
 def make_models(database: pw.Database) -> SimpleNamespace:
@@ -110,6 +112,8 @@ def make_models(database: pw.Database) -> SimpleNamespace:
         date_done = pw.FloatField()
         expires_at = pw.FloatField(null=True)
         extended = pw.BlobField(null=True)
+        #: json result tuples of the tasks it sent while it ran (schema 3); NULL: none
+        children = pw.BlobField(null=True)
 
         class Meta:
             table_name = "liteq_results"
@@ -196,6 +200,24 @@ def make_models(database: pw.Database) -> SimpleNamespace:
         )
     )
 
+    class Group(Base):
+        """A group's members, saved by ``GroupResult.save()`` (schema 3)."""
+
+        group_id = pw.TextField(primary_key=True)
+        payload = pw.BlobField()  # json: the GroupResult as a result tuple
+        expires_at = pw.FloatField(null=True)  # epoch seconds
+
+        class Meta:
+            table_name = "liteq_groups"
+            without_rowid = True
+
+    Group.add_index(
+        pw.ModelIndex(
+            Group, (Group.expires_at,), name="liteq_groups_expiry",
+            where=Group.expires_at.is_null(False),
+        )
+    )
+
     class Meta(Base):
         """Facts about the file itself (the boot its leases belong to)."""
 
@@ -207,7 +229,7 @@ def make_models(database: pw.Database) -> SimpleNamespace:
 
     return SimpleNamespace(Message=Message, Lease=Lease, Result=Result, Worker=Worker,
                            BeatEntry=BeatEntry, RateLimit=RateLimit, Revoked=Revoked,
-                           Meta=Meta, ChordPart=ChordPart,
+                           Meta=Meta, ChordPart=ChordPart, Group=Group,
                            v1=[Message, Lease, Result, Worker, BeatEntry, RateLimit,
                                Revoked, Meta])
 
@@ -221,8 +243,34 @@ def _v2(models: SimpleNamespace) -> None:
     models.ChordPart.create_table(safe=True)
 
 
+def _v3(models: SimpleNamespace) -> None:
+    result = models.Result
+    database = result._meta.database
+    columns = {column.name for column in database.get_columns(result._meta.table_name)}
+    if "children" not in columns:  # a file made by schema 1 got it in _v1 already
+        database.execute_sql(f"ALTER TABLE {result._meta.table_name} ADD COLUMN children BLOB")
+    models.Group.create_table(safe=True)
+
+
+def _v4(models: SimpleNamespace) -> None:
+    # Remote control commands (liteq.control): AUTOINCREMENT, so an id is never reused
+    # and a worker's cursor never skips a command.
+    database = models.Message._meta.database
+    database.execute_sql(
+        "CREATE TABLE IF NOT EXISTS liteq_control (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "ticket TEXT NOT NULL, name TEXT NOT NULL, arguments TEXT NOT NULL, "
+        "destination TEXT, reply INTEGER NOT NULL DEFAULT 0, sent_at REAL NOT NULL, "
+        "expires_at REAL NOT NULL)"
+    )
+    database.execute_sql(
+        "CREATE TABLE IF NOT EXISTS liteq_control_replies (ticket TEXT NOT NULL, "
+        "hostname TEXT NOT NULL, reply TEXT NOT NULL, expires_at REAL NOT NULL, "
+        "PRIMARY KEY (ticket, hostname)) WITHOUT ROWID"
+    )
+
+
 #: version -> migration that brings the schema from version - 1 to version
-MIGRATIONS: dict[int, Callable[[SimpleNamespace], None]] = {1: _v1, 2: _v2}
+MIGRATIONS: dict[int, Callable[[SimpleNamespace], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
 
 
 def _version(conn: sqlite3.Connection) -> int:
@@ -277,6 +325,31 @@ def enable_wal(database: Database) -> None:
         )
 
 
+def probe_store(path: str) -> int:
+    """The liteq schema version of an existing file, read without changing anything.
+
+    Raises:
+        StoreNotFound: no such file (or a directory).
+        StorageError: not a SQLite database, a SQLite database without liteq's tables,
+            another program's schema, or a newer liteq's.
+    """
+    conn = open_read_only(path)
+    try:
+        raw = _version(conn)
+        tables = _liteq_tables(conn)
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{path} is not a SQLite database ({exc})") from exc
+    finally:
+        conn.close()
+    version = check_version(path, raw, tables)
+    if version == 0:
+        raise StorageError(
+            f"{path} is not a liteq store: a SQLite database without liteq's tables "
+            "(is it the right file? workers and producers create the store)"
+        )
+    return version
+
+
 def ensure_schema(database: Database, models: SimpleNamespace) -> None:
     """Create or migrate liteq's tables; refuse files liteq cannot use.
 
@@ -311,7 +384,9 @@ __all__ = [
     "READY",
     "SCHEDULED",
     "SCHEMA_VERSION",
+    "STATE_NAMES",
     "check_version",
     "ensure_schema",
     "make_models",
+    "probe_store",
 ]

@@ -11,6 +11,12 @@ containers that share the volume on one host. A listener opens its own pipe for
 reading *and* writing, so it never sees end-of-file; a pipe whose listener died has no
 reader, which publishers notice (ENXIO / EPIPE) and remove.
 
+Where the OS has no FIFOs (Windows), or ``LITEQ_WAKEUPS=udp`` asks for it, a listener
+is a UDP socket on the loopback interface instead, announced by an empty file
+``<name>~<token>@<port>.udp`` in the same directory; publishers send it a datagram
+(``liteq.platforms.wakeup_kind()`` chooses). Publishers handle both kinds, so
+processes of either kind share one file.
+
 Wake-ups are hints: a missed one costs only latency, since sleepers also wake on a
 timeout and look at the database.
 """
@@ -22,10 +28,13 @@ import logging
 import os
 import secrets
 import select
+import socket
 import stat
 import threading
 import time
 from collections.abc import Iterable
+
+from liteq import platforms
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +93,71 @@ class Listener:
         self.close()
 
 
+class UdpListener:
+    """A loopback UDP socket that wakes its owner (where there are no FIFOs)."""
+
+    def __init__(self, directory: str, name: str) -> None:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.setblocking(False)
+        port = self._sock.getsockname()[1]
+        self.path = os.path.join(directory, f"{name}~{secrets.token_hex(6)}@{port}{_UDP}")
+        with open(self.path + ".new", "wb"):
+            pass
+        os.replace(self.path + ".new", self.path)
+        self._pid = os.getpid()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def drain(self) -> None:
+        """Consume pending wake-ups."""
+        try:
+            while True:
+                self._sock.recv(64)
+        except OSError:  # BlockingIOError: empty; others: nothing left to read
+            pass
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for a wake-up; True if one came."""
+        ready, _, _ = select.select([self._sock], [], [], max(timeout, 0.0))
+        if ready:
+            self.drain()
+        return bool(ready)
+
+    def close(self) -> None:
+        if self._sock.fileno() < 0:
+            return
+        if os.getpid() == self._pid:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        self._sock.close()
+
+    def __enter__(self) -> UdpListener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_UDP = ".udp"
+
+
+def _listener(directory: str, name: str) -> Listener | UdpListener:
+    if platforms.wakeup_kind() == "udp":
+        return UdpListener(directory, name)
+    return Listener(directory, name)
+
+
 class Notifier:
     """Writes wake-ups to the listeners of one kind, caching their open pipes."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
-        self._fds: dict[str, int] = {}
+        self._fds: dict[str, int | socket.socket] = {}
         self._mtime = -1
         self._scanned = 0.0
         self._lock = threading.Lock()
@@ -109,13 +177,27 @@ class Notifier:
         except FileNotFoundError:
             names = []
         for gone in set(self._fds) - set(names):
-            os.close(self._fds.pop(gone))
+            _close(self._fds.pop(gone))
         for name in names:
             if name not in self._fds:
                 self._open(name)
 
     def _open(self, name: str) -> None:
         path = os.path.join(self.directory, name)
+        if name.endswith(_UDP):
+            try:
+                port = int(name[: -len(_UDP)].rpartition("@")[2])
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.setblocking(False)
+                # Connected: a port nobody listens on any more fails the next send.
+                sock.connect(("127.0.0.1", port))
+            except (ValueError, OSError) as exc:
+                logger.debug("wake-up socket %s: %s", path, exc)
+                return
+            # POSIX writes to a connected datagram socket's descriptor like a pipe's
+            # (and a bare descriptor left behind by a fork warns nobody).
+            self._fds[name] = sock if platforms.IS_WINDOWS else sock.detach()
+            return
         try:
             if not stat.S_ISFIFO(os.lstat(path).st_mode):
                 return
@@ -147,18 +229,21 @@ class Notifier:
                     if target != ANY_TASK and target not in wanted:
                         continue
                 try:
-                    os.write(fd, b"\0")
+                    if isinstance(fd, socket.socket):
+                        fd.send(b"\0")
+                    else:
+                        os.write(fd, b"\0")
                 except BlockingIOError:
                     pass  # the pipe is full of wake-ups already
-                except OSError:
-                    os.close(self._fds.pop(name))
+                except OSError:  # its listener is gone (EPIPE, ECONNREFUSED)
+                    _close(self._fds.pop(name))
                     self._remove(os.path.join(self.directory, name))
 
     def close(self) -> None:
         with self._lock:
             if os.getpid() == self._pid:
                 for fd in self._fds.values():
-                    os.close(fd)
+                    _close(fd)
             self._fds = {}
             self._mtime = -1
 
@@ -177,24 +262,31 @@ class WakeDir:
         except FileExistsError:
             pass
 
-    def worker_listener(self, name: str) -> Listener:
+    def worker_listener(self, name: str) -> Listener | UdpListener:
         """A pipe for an idle worker, woken by every publish."""
         self._ensure_root()
-        return Listener(os.path.join(self.root, WORKERS), _safe(name))
+        return _listener(os.path.join(self.root, WORKERS), _safe(name))
 
-    def result_listener(self, task_ids: list[str]) -> Listener:
+    def result_listener(self, task_ids: list[str]) -> Listener | UdpListener:
         """A pipe for a caller waiting for ``task_ids`` (one id, or any of several)."""
         self._ensure_root()
         name = task_ids[0] if len(task_ids) == 1 else ANY_TASK
-        return Listener(os.path.join(self.root, WAITERS), _safe(name))
+        return _listener(os.path.join(self.root, WAITERS), _safe(name))
 
     def close(self) -> None:
         self.workers.close()
         self.waiters.close()
 
 
+def _close(fd: int | socket.socket) -> None:
+    if isinstance(fd, socket.socket):
+        fd.close()
+    else:
+        os.close(fd)
+
+
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_.@*" else "_" for ch in name)[:100]
 
 
-__all__ = ["Listener", "Notifier", "WakeDir"]
+__all__ = ["Listener", "Notifier", "UdpListener", "WakeDir"]

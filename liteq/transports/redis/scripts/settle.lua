@@ -1,10 +1,12 @@
 -- SETTLE: end leases whose token still matches, each with its outcome.
 -- ARGV: marker TTL (ms), retry ('1' when this call is a retry), count, then per
---       settlement: id, token, release ('1'/'0'), release until (epoch seconds, ''),
+--       settlement: id, token, release ('1', '2' counted, '0'), release until (epoch
+--       seconds, ''),
 --       has result ('1'/'0'), [result], follow-up count, follow-up envelopes...
 -- Accepted: the message is removed, its result stored and its follow-ups published,
 -- all at once; with release it goes back to the queue uncounted instead (or waits as
--- scheduled until ``release until``: a rate-limited task). The token is
+-- scheduled until ``release until``: a rate-limited task; counted with '2': a task
+-- that rejected its message with requeue). The token is
 -- kept a while under ``settled:<id>``: a settle retried because Redis died before
 -- replying finds it there and is accepted again, changing nothing. Otherwise a token
 -- that no longer matches (the lease was taken over) changes nothing and is refused.
@@ -30,6 +32,8 @@ for s = 1, count do
       release_until(id, m, release_at)
     elseif is_release == '1' then
       release(id, m, woken)
+    elseif is_release == '2' then
+      requeue(id, m, woken)
     else
       redis.call('DEL', P.message .. id)
       if result then

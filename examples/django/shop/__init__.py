@@ -1,0 +1,6 @@
+# Import the liteq app whenever Django starts, so shared tasks use it.
+from __future__ import annotations
+
+from .celery import app as celery_app
+
+__all__ = ("celery_app",)

@@ -1,0 +1,3 @@
+"""Utilities Celery users import from ``celery.utils``: ``liteq.utils.log``."""
+
+from __future__ import annotations
