@@ -113,8 +113,9 @@ class Consumer:
         #: stop (warm) after this many tasks, or when this returns True (recycling)
         self.max_tasks: int | None = None
         self.recycle_when: Callable[[], bool] | None = None
-        #: called before each claim (a prefork child applies remote control commands
-        #: sent before it, so a claim never runs a task under the old options)
+        #: called before each claim and before tasks start (a prefork child applies the
+        #: remote control commands sent so far, so no task runs under the old options,
+        #: prefetched ones included)
         self.before_claim: Callable[[], None] | None = None
         self._first_finished = 0.0
         self._runtime: float | None = None  # moving average of task run time
@@ -278,6 +279,8 @@ class Consumer:
     # -- dispatching and waiting -----------------------------------------------------
 
     def _dispatch(self) -> None:
+        if self.buffer and self.before_claim is not None and self.pool.free() > 0:
+            self.before_claim()
         while self.buffer and self.pool.free() > 0 and not self.stopping:
             delivery = self.buffer.popleft()
             self.tracker.started(delivery)

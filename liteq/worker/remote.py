@@ -47,9 +47,10 @@ logger = logging.getLogger("liteq.worker")
 #: Seconds between looks at the control commands when no wake-up came (wake-ups are
 #: hints: one lost while Redis restarts costs this much latency, never a command).
 READ_TIMEOUT = 5.0
-#: Longest a queue change waits for the worker loop before it is answered (seconds):
-#: a reply means the loop applied it (a solo pool running a long task applies it after).
-APPLY_TIMEOUT = 2.0
+#: Longest a change waits for the worker loop before it is answered (seconds): a reply
+#: of success means the loop applied it; past this, the reply says it is still pending
+#: (a solo pool running a long task applies it after the task).
+APPLY_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
