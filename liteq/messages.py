@@ -9,6 +9,7 @@ cannot decode, and record that as a FAILURE instead of dropping it.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -42,6 +43,9 @@ class Envelope:
     content_type: str
     header: bytes
     body: bytes
+    #: why a stored row cannot be decoded (a column of the wrong type, as a foreign or
+    #: hostile writer may leave it): the worker fails it with this reason
+    defect: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +158,9 @@ class Message:
             ContentDisallowed: the body's serializer is not in ``accept``.
             DecodeError: the header or body is malformed, or from a newer protocol.
         """
-        header = _decode_header(envelope.header)
+        if envelope.defect is not None:
+            raise DecodeError(envelope.defect)
+        fields = _decode_header(envelope.header)
         body = serialization.loads(envelope.body, envelope.content_type, accept)
         if (
             not isinstance(body, list)
@@ -163,7 +169,9 @@ class Message:
             or not isinstance(body[1], dict)
         ):
             raise DecodeError("malformed message body: expected [args, kwargs]")
-        soft, hard = (header.get("timelimit") or [None, None])[:2]
+        if not all(isinstance(name, str) for name in body[1]):
+            raise DecodeError("malformed message body: keyword argument names must be text")
+        soft, hard = fields["timelimit"]
         return cls(
             id=envelope.task_id,
             task=envelope.task_name,
@@ -171,28 +179,28 @@ class Message:
             kwargs=body[1],
             queue=envelope.queue,
             priority=envelope.priority,
-            eta=header.get("eta"),
+            eta=fields["eta"],
             expires=envelope.expires,
-            retries=int(header.get("retries") or 0),
-            root_id=header.get("root_id") or envelope.task_id,
-            parent_id=header.get("parent_id"),
-            group=header.get("group"),
-            origin=header.get("origin"),
-            ignore_result=bool(header.get("ignore_result")),
+            retries=fields["retries"],
+            root_id=fields["root_id"] or envelope.task_id,
+            parent_id=fields["parent_id"],
+            group=fields["group"],
+            origin=fields["origin"],
+            ignore_result=fields["ignore_result"],
             acks_late=envelope.acks_late,
             time_limit=hard,
             soft_time_limit=soft,
-            exchange=header.get("exchange"),
-            routing_key=header.get("routing_key"),
-            headers=header.get("headers") or {},
-            options=header.get("options") or {},
+            exchange=fields["exchange"],
+            routing_key=fields["routing_key"],
+            headers=fields["headers"],
+            options=fields["options"],
             serializer=serialization.get(envelope.content_type).name,
         )
 
 
 def _decode_header(data: bytes) -> dict[str, Any]:
-    """The header as a dict; headers without user data are parsed once and shared (they
-    repeat for every call of a task, and nothing mutates the result)."""
+    """The header's fields, checked; headers without user data are parsed once and shared
+    (they repeat for every call of a task, and nothing mutates the result)."""
     header = _PARSED.get(data)
     if header is not None:
         return header
@@ -208,11 +216,175 @@ def _decode_header(data: bytes) -> dict[str, Any]:
             f"message protocol version {version!r} is not supported "
             f"(this liteq speaks version {PROTOCOL_VERSION})"
         )
+    fields = _checked_header(header)
     if "headers" not in header and "options" not in header:
         if len(_PARSED) > 512:
             _PARSED.clear()
-        _PARSED[bytes(data)] = header
-    return header
+        _PARSED[bytes(data)] = fields
+    return fields
+
+
+#: The largest integer a message field may hold (SQLite's and Redis's 64-bit range).
+MAX_INT = 2**63 - 1
+_TEXT_FIELDS = ("root_id", "parent_id", "group", "origin", "exchange", "routing_key")
+
+
+def _malformed(name: str, expected: str, value: Any) -> DecodeError:
+    return DecodeError(
+        f"malformed message field {name!r}: expected {expected}, "
+        f"got {type(value).__name__} {_short(value)}"
+    )
+
+
+def _integer(name: str, value: Any, low: int = -MAX_INT) -> int:
+    if type(value) is not int or not low <= value <= MAX_INT:
+        raise _malformed(name, f"an integer from {low} to 2**63-1", value)
+    return value
+
+
+def _number(name: str, value: Any, *, low: float = -math.inf) -> float | None:
+    """A finite number (int or float, not bool) at least ``low``, or None."""
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not math.isfinite(value) or value < low \
+            or abs(value) > 1e15:
+        raise _malformed(name, "a finite number or null", value)
+    return float(value)
+
+
+def _checked_header(header: dict[str, Any]) -> dict[str, Any]:
+    """Every field of a parsed header, checked: a field of the wrong type or range raises
+    :class:`DecodeError` naming it (a foreign or hostile producer wrote it)."""
+    fields: dict[str, Any] = {
+        "retries": _integer("retries", header.get("retries") or 0, low=0),
+        "eta": _number("eta", header.get("eta")),
+    }
+    for name in _TEXT_FIELDS:
+        value = header.get(name)
+        if value is not None and not isinstance(value, str):
+            raise _malformed(name, "text or null", value)
+        fields[name] = value
+    ignore = header.get("ignore_result")
+    if ignore is not None and not isinstance(ignore, bool):
+        raise _malformed("ignore_result", "true or false", ignore)
+    fields["ignore_result"] = bool(ignore)
+    limits = header.get("timelimit")
+    if limits is None:
+        fields["timelimit"] = (None, None)
+    elif not isinstance(limits, list) or len(limits) != 2:
+        raise _malformed("timelimit", "[soft, hard] seconds", limits)
+    else:
+        fields["timelimit"] = (_number("timelimit", limits[0], low=0),
+                               _number("timelimit", limits[1], low=0))
+    fields["headers"] = _mapping("headers", header.get("headers"))
+    fields["options"] = options = _mapping("options", header.get("options"))
+    _check_options(options)
+    return fields
+
+
+def _mapping(name: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        raise _malformed(name, "an object", value)
+    return value
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    """The canvas options a worker acts on: links and chains are lists of signatures, a
+    chord names its id, body and size."""
+    for name in ("link", "link_error", "chain"):
+        value = options.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(
+                isinstance(item, dict) and isinstance(item.get("task"), str) for item in value):
+            raise _malformed(f"options.{name}", "a list of signatures", value)
+    chord = options.get("chord")
+    if chord is not None:
+        if not isinstance(chord, dict) or not isinstance(chord.get("id"), str) \
+                or not isinstance(chord.get("body"), dict) \
+                or type(chord.get("size")) is not int:
+            raise _malformed("options.chord", "a chord (id, body, size)", chord)
+    index = options.get("group_index")
+    if index is not None:
+        _integer("options.group_index", index, low=0)
+    for name in ("argsrepr", "kwargsrepr"):
+        value = options.get(name)
+        if value is not None and not isinstance(value, str):
+            raise _malformed(f"options.{name}", "text", value)
+
+
+def stored_envelope(
+    task_id: Any, task_name: Any, queue: Any, priority: Any, eta: Any, expires: Any,
+    acks_late: Any, content_type: Any, header: Any, body: Any,
+) -> Envelope:
+    """An envelope from stored columns as a transport reads them back, whatever another
+    writer left there: a column of the wrong type becomes the envelope's ``defect``
+    (the worker fails the message with it) instead of an exception in the claim."""
+    defects: list[str] = []
+    return Envelope(
+        task_id=_column_text("task_id", task_id, defects),
+        task_name=_column_text("task_name", task_name, defects),
+        queue=_column_text("queue", queue, defects),
+        priority=_column_priority(priority, defects),
+        eta=_column_number("eta", eta, defects),
+        expires=_column_number("expires", expires, defects),
+        acks_late=bool(acks_late),
+        content_type=_column_text("content_type", content_type, defects),
+        header=_column_bytes(header), body=_column_bytes(body),
+        defect="; ".join(defects) or None,
+    )
+
+
+def _column_defect(name: str, expected: str, value: Any) -> str:
+    return (f"malformed message column {name!r}: expected {expected}, got "
+            f"{type(value).__name__} {_short(value)}")
+
+
+def _column_text(name: str, value: Any, defects: list[str]) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode()
+        except UnicodeDecodeError:
+            defects.append(f"malformed message column {name!r}: not UTF-8 text")
+            return bytes(value).decode(errors="replace")
+    defects.append(_column_defect(name, "text", value))
+    return "" if value is None else str(value)
+
+
+def _column_number(name: str, value: Any, defects: list[str]) -> float | None:
+    if value is None or value in (b"", ""):
+        return None
+    try:
+        parsed = float(value)
+    except (TypeError, ValueError):
+        parsed = math.nan
+    if math.isfinite(parsed) and not isinstance(value, bool):
+        return parsed
+    defects.append(_column_defect(name, "a number", value))
+    return None
+
+
+def _column_priority(value: Any, defects: list[str]) -> int:
+    rank = value
+    if isinstance(rank, (bytes, str)):
+        try:
+            rank = int(rank)
+        except ValueError:
+            pass
+    if type(rank) is not int or not -MAX_INT <= rank <= MAX_INT:
+        defects.append(_column_defect("priority", "an integer", value))
+        return 0
+    return rank
+
+
+def _column_bytes(value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode(errors="replace")
+    return bytes(value) if isinstance(value, (bytes, bytearray, memoryview)) else b""
 
 
 def describe_unserializable(
@@ -287,4 +459,14 @@ def origin() -> str:
     return f"gen{os.getpid()}@{socket.gethostname()}"
 
 
-__all__ = ["PROTOCOL_VERSION", "Envelope", "Message", "iso", "new_id", "new_ids", "origin"]
+__all__ = [
+    "MAX_INT",
+    "PROTOCOL_VERSION",
+    "Envelope",
+    "Message",
+    "iso",
+    "new_id",
+    "new_ids",
+    "origin",
+    "stored_envelope",
+]

@@ -17,7 +17,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from liteq.messages import Envelope
+from liteq.messages import stored_envelope
 from liteq.transports.base import ControlCommand, Listener, ResultRecord, StoredMessage
 from liteq.transports.redis.connection import Connection
 from liteq.transports.redis.keys import Keys
@@ -103,12 +103,9 @@ class MonitorRole:
                     continue
                 messages.append(StoredMessage(
                     key=message_id, state=state, holder=holder,
-                    envelope=Envelope(
-                        task_id=_text(task_id), task_name=_text(name), queue=_text(queue),
-                        priority=int(priority or 0), eta=float(run_at or 0),
-                        expires=None if expires in (None, b"") else float(expires),
-                        acks_late=acks_late == b"1", content_type=_text(content_type),
-                        header=bytes(header or b"{}"), body=bytes(body or b""),
+                    envelope=stored_envelope(
+                        task_id, name, queue, priority or 0, run_at or 0, expires,
+                        acks_late == b"1", content_type, header or b"{}", body or b"",
                     ),
                 ))
                 if len(messages) >= limit:

@@ -47,7 +47,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from liteq.messages import Envelope
+from liteq.messages import Envelope, stored_envelope
 from liteq.transports.base import (
     BeatEntry,
     Delivery,
@@ -216,12 +216,8 @@ def read_delivery(row: Sequence[Any]) -> Delivery:
         key=_text(key),
         token=_text(token),
         deliveries=int(deliveries),
-        envelope=Envelope(
-            task_id=_text(task_id), task_name=_text(name), queue=_text(queue),
-            priority=int(priority), eta=float(run_at), expires=_optional_float(expires),
-            acks_late=acks_late == b"1", content_type=_text(content_type),
-            header=bytes(header), body=bytes(body),
-        ),
+        envelope=stored_envelope(task_id, name, queue, priority, run_at, expires,
+                                 acks_late == b"1", content_type, header, body),
         revoked=revoked == b"1",
     )
 

@@ -123,7 +123,7 @@ class MessagesRole(SQLiteRole):
                 if rows and hold_lease:
                     conn.execute(queries.HOLD_LEASE, claim[1])
                 if rows and conn.execute(queries.ANY_REVOKED).fetchone():
-                    ids = json.dumps([row.task_id for row in rows])
+                    ids = json.dumps([str(row.task_id) for row in rows])
                     revoked = {r[0] for r in conn.execute(queries.REVOKED_AMONG, (ids,))}
             return settled, rows, revoked
 
@@ -135,8 +135,10 @@ class MessagesRole(SQLiteRole):
             self._wake.waiters.notify(row.task_id for row in settled.results)
         if settled.published or settled.released:
             self._wake.workers.notify()
-        rows.sort(key=lambda row: (-row.priority, row.run_at, row.id))
-        return settled.accepted, [delivery(row, row.task_id in revoked) for row in rows]
+        claimed = [delivery(row, str(row.task_id) in revoked) for row in rows]
+        claimed.sort(key=lambda held: (-held.envelope.priority, held.envelope.eta or 0.0,
+                                       held.key))
+        return settled.accepted, claimed
 
     def _lease_due(self, holder: str, lease_seconds: float) -> bool:
         """Whether this claim must (re)write the holder's lease row.

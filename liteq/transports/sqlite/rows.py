@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from liteq import _clock
-from liteq.messages import Envelope
+from liteq.messages import Envelope, stored_envelope
 from liteq.transports.base import Delivery, ResultRecord, StoredMessage
 from liteq.transports.sqlite.schema import READY, SCHEDULED, STATE_NAMES
 
@@ -98,11 +98,9 @@ def delivery(row: ClaimedRow, revoked: bool = False) -> Delivery:
         key=row.id,
         token=row.token,
         deliveries=row.deliveries,
-        envelope=Envelope(
-            task_id=row.task_id, task_name=row.task_name, queue=row.queue,
-            priority=row.priority, eta=row.run_at, expires=row.expires,
-            acks_late=bool(row.acks_late), content_type=row.content_type,
-            header=row.header, body=row.body,
+        envelope=stored_envelope(
+            row.task_id, row.task_name, row.queue, row.priority, row.run_at, row.expires,
+            row.acks_late, row.content_type, row.header, row.body,
         ),
         revoked=revoked,
     )
@@ -112,11 +110,9 @@ def stored_message(row: StoredRow) -> StoredMessage:
     """A stored row as ``inspect`` and the event monitor see it."""
     return StoredMessage(
         key=row.id, state=STATE_NAMES.get(row.state, "ready"), holder=row.worker_id,
-        envelope=Envelope(
-            task_id=row.task_id, task_name=row.task_name, queue=row.queue,
-            priority=row.priority, eta=row.run_at, expires=row.expires,
-            acks_late=bool(row.acks_late), content_type=row.content_type,
-            header=bytes(row.header), body=bytes(row.body),
+        envelope=stored_envelope(
+            row.task_id, row.task_name, row.queue, row.priority, row.run_at, row.expires,
+            row.acks_late, row.content_type, row.header, row.body,
         ),
     )
 

@@ -92,7 +92,7 @@ end
 -- Back to the ready queue, in its old place (the delivery still counts).
 local function requeue(id, m, woken)
   redis.call('HDEL', P.message .. id, 'w', 'k')
-  redis.call('ZADD', P.ready .. m.queue, -tonumber(m.priority), id)
+  redis.call('ZADD', P.ready .. m.queue, -(tonumber(m.priority) or 0), id)
   woken[m.queue] = true
 end
 

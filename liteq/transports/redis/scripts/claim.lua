@@ -48,7 +48,7 @@ for _, queue in ipairs(queues) do
     for _, id in ipairs(due) do
       local priority = redis.call('HGET', P.message .. id, 'p')
       if priority then
-        redis.call('ZADD', rkey, -tonumber(priority), id)
+        redis.call('ZADD', rkey, -(tonumber(priority) or 0), id)
       end
     end
     redis.call('ZREMRANGEBYRANK', skey, 0, #due - 1)

@@ -1,0 +1,1 @@
+"""The chaos harness: liteq under hostile conditions, counted (``python -m bench.chaos``)."""
