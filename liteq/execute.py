@@ -513,6 +513,24 @@ def count_in_chord(app: LiteQ, message: Message, outcome: Outcome) -> Outcome:
     return outcome
 
 
+def ended_outside(app: LiteQ, envelope: Envelope,
+                  record: ResultRecord) -> tuple[ResultRecord, tuple[Envelope, ...]]:
+    """The record of a message that ended outside its task's code (its process lost,
+    killed at its hard time limit, terminated by a revoke), and what to publish with it:
+    the call is kept (``liteq retry`` sends it again) and a chord's header task is
+    counted (its body runs or fails instead of waiting). A message that cannot be
+    decoded keeps ``record`` as it is."""
+    try:
+        message = Message.decode(envelope, app.accept)
+    except (ContentDisallowed, DecodeError):
+        return record, ()
+    request = Request.from_message(message, hostname=record.worker)
+    record = dataclasses.replace(record, extended=_extended(request, keep_call=True),
+                                 retries=message.retries)
+    outcome = count_in_chord(app, message, Outcome(record.state, record))
+    return outcome.record or record, outcome.publish
+
+
 def rate_of(app: LiteQ, task: Task[Any, Any]) -> float | None:
     """The task's rate limit in tasks per second (None: unlimited)."""
     settings = configured(app, task).conf
@@ -560,6 +578,7 @@ __all__ = [
     "Request",
     "count_in_chord",
     "deferred",
+    "ended_outside",
     "execute",
     "prepare",
     "rate_of",

@@ -23,7 +23,7 @@ worker whose lease was taken over cannot ack, store a result, or renew.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -109,11 +109,18 @@ class LostTaskPolicy:
     ``max_deliveries`` times; then ``exhausted`` is stored. Other messages are not run
     again (they may have had effects): ``lost`` is stored. Both records are templates
     whose ``task_id``, ``task_name`` and ``date_done`` the transport fills in.
+
+    ``finish``, when given, is called with each message failed this way and its filled-in
+    record; the transport stores the record it returns instead (the call kept, for
+    ``liteq retry``) and publishes the envelopes it returns (a chord's unlock) with it:
+    in the same transaction on SQLite, right after the script on Redis.
     """
 
     max_deliveries: int
     lost: ResultRecord
     exhausted: ResultRecord
+    finish: Callable[[Envelope, ResultRecord], tuple[ResultRecord, Sequence[Envelope]]] | None \
+        = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ from liteq.worker.housekeeping import Housekeeper
 from liteq.worker.logs import terminal
 from liteq.worker.pool import Pool, PoolOptions, SoloPool, ThreadPool
 from liteq.worker.remote import RemoteControl, known_tasks
+from liteq.worker.running import keeping_calls
 from liteq.worker.spec import AppSpec
 from liteq.worker.supervisor import ChildOptions, Supervisor
 
@@ -140,7 +141,9 @@ class Worker:
         self.heartbeat_interval = (float(interval) if interval
                                    else min(10.0, max(0.2, self.lease / 6)))
         self.worker_id = f"{self.hostname}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.policy = self._lost_policy()
+        #: plain (prefork children receive it), and keeping calls in this process
+        self.plain_policy = self._lost_policy()
+        self.policy = keeping_calls(app, self.plain_policy)
         self._runner: Consumer | Supervisor | None = None
         self._remote: RemoteControl | None = None
         self.exit_code = EXIT_OK
@@ -309,7 +312,7 @@ class Worker:
             pool_options, start_method=platforms.start_method(pool_options.start_method))
         options = ChildOptions(worker_id=self.worker_id, queues=tuple(self.queues),
                                capacity=self.capacity // self.concurrency, lease=self.lease,
-                               policy=self.policy, pool=pool_options)
+                               policy=self.plain_policy, pool=pool_options)
         supervisor = Supervisor(self.app, self.spec, self.concurrency, options,
                                 start_method=options.pool.start_method, fork_guard=fork_guard)
         self._adopt(supervisor)

@@ -9,11 +9,21 @@ token from its rate limit (none: the message waits, DEFERRED) and its STARTED st
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from liteq.execute import Outcome, count_in_chord, deferred, execute, prepare, rate_of
-from liteq.transports.base import Delivery, ResultRecord
+from liteq.execute import (
+    Outcome,
+    count_in_chord,
+    deferred,
+    ended_outside,
+    execute,
+    prepare,
+    rate_of,
+)
+from liteq.transports.base import Delivery, LostTaskPolicy, ResultRecord
 
 if TYPE_CHECKING:
     from liteq.app import LiteQ
@@ -54,4 +64,11 @@ def run_delivery(
     return count_in_chord(app, message, outcome)
 
 
-__all__ = ["run_delivery"]
+def keeping_calls(app: LiteQ, policy: LostTaskPolicy) -> LostTaskPolicy:
+    """``policy`` whose failures of lost tasks keep the call and count a chord's part
+    (:func:`liteq.execute.ended_outside`). Bound to this process's app: a prefork child
+    makes its own from the plain policy it receives."""
+    return dataclasses.replace(policy, finish=functools.partial(ended_outside, app))
+
+
+__all__ = ["keeping_calls", "run_delivery"]

@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 
 from liteq import platforms, serialization, signals
 from liteq.exceptions import TaskRevokedError, TimeLimitExceeded
-from liteq.execute import Outcome
 from liteq.records import error_record
 from liteq.states import FAILURE, REVOKED
 from liteq.transports.base import Delivery, LeaseRef, LostTaskPolicy
@@ -48,6 +47,7 @@ from liteq.worker import logs
 from liteq.worker.consumer import Consumer
 from liteq.worker.pool import PoolOptions, SoloPool
 from liteq.worker.remote import child_commands, poll_child_commands, set_task_option, task_option
+from liteq.worker.running import keeping_calls
 
 if TYPE_CHECKING:
     from liteq.app import LiteQ
@@ -182,7 +182,7 @@ def child_main(spec: AppSpec, control: Connection, report: Connection, index: in
                              lambda name: task_option(pool, name, "time_limit"))
         consumer = Consumer(app, pool, options.queues, f"{options.worker_id}/{index}",
                             capacity=options.capacity, lease=options.lease,
-                            policy=options.policy, tracker=tracker)
+                            policy=keeping_calls(app, options.policy), tracker=tracker)
         for task_name, option, value in options.task_options:
             set_task_option(pool, task_name, option, value)
         signals.worker_process_init.send(sender=None)
@@ -455,7 +455,8 @@ class Supervisor:
     def _lose(self, child: _Child, leases: list[tuple[Any, Any]]) -> None:
         broker = self.app.broker
         if leases:
-            report = broker.lose([LeaseRef(*lease) for lease in leases], self.options.policy)
+            report = broker.lose([LeaseRef(*lease) for lease in leases],
+                                 keeping_calls(self.app, self.options.policy))
             for task_id in report.requeued:
                 logger.warning("task %s lost its worker process: queued again (acks_late)",
                                task_id)
@@ -476,9 +477,13 @@ class Supervisor:
 
     def _settle_killed(self, lease: LeaseRef, view: SlotView, state: str,
                        error: Exception) -> None:
+        """Record a task killed in its process (time limit, terminate) as lost tasks are:
+        read from its message, the call kept and a chord's part counted; never run
+        again, ``acks_late`` or not."""
         record = error_record(self.app, view.task_id, state, error, task_name=view.task_name,
                               worker=self.options.pool.hostname)
-        self.app.outcome_store.settle(lease, Outcome(state, record))
+        killed = LostTaskPolicy(max_deliveries=0, lost=record, exhausted=record)
+        self.app.broker.lose([lease], keeping_calls(self.app, killed))
 
     def _kill_all(self) -> None:
         for child in self.children():

@@ -38,6 +38,7 @@ Durability is Redis's: run it with ``appendonly yes`` (liteq warns when it is of
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -230,16 +231,36 @@ class RedisTransport(MonitorRole, Transport):
             client, worker_id, lease_seconds, lease_clock())))
 
     def reap_expired(self, policy: LostTaskPolicy) -> ReapReport:
-        report: ReapReport = self._run(
-            lambda client: self._scripts.reap(client, lease_clock(), wall(), policy))
-        return report
+        now = wall()
+        report, lost = self._run(
+            lambda client: self._scripts.reap(client, lease_clock(), now, policy))
+        self._finish_lost(policy, lost, now)
+        return report  # type: ignore[no-any-return]
 
     def lose(self, leases: Sequence[LeaseRef | Delivery], policy: LostTaskPolicy) -> ReapReport:
         if not leases:
             return ReapReport()
-        report: ReapReport = self._run(
-            lambda client: self._scripts.lose(client, leases, policy, wall()))
-        return report
+        now = wall()
+        report, lost = self._run(lambda client: self._scripts.lose(client, leases, policy, now))
+        self._finish_lost(policy, lost, now)
+        return report  # type: ignore[no-any-return]
+
+    def _finish_lost(self, policy: LostTaskPolicy, lost: Sequence[Envelope], now: float) -> None:
+        """Store the policy's full record of each message the script failed (it stored
+        the template), and publish what goes with it (a chord's unlock)."""
+        if policy.finish is None or not lost:
+            return
+        records: list[ResultRecord] = []
+        publish: list[Envelope] = []
+        for envelope in lost:
+            template = policy.lost if not envelope.acks_late else policy.exhausted
+            record, extra = policy.finish(envelope, dataclasses.replace(
+                template, task_id=envelope.task_id, task_name=envelope.task_name,
+                date_done=now))
+            records.append(record)
+            publish.extend(extra)
+        self.publish(publish)
+        self.store_results(records)
 
     def release_worker(self, worker_id: str) -> int:
         return int(self._run(lambda client: self._scripts.release_worker(client, worker_id)))

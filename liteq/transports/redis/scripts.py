@@ -244,9 +244,15 @@ def read_result(task_id: str, fields: dict[bytes, bytes]) -> ResultRecord | None
     )
 
 
-def _report(reply: Sequence[Any]) -> ReapReport:
-    requeued, failed = reply
-    return ReapReport(requeued=[_text(t) for t in requeued], failed=[_text(t) for t in failed])
+def _report(reply: Sequence[Any]) -> tuple[ReapReport, list[Envelope]]:
+    """What a reap or lose did, and the envelopes of the messages it failed."""
+    requeued, failed, lost = reply
+    report = ReapReport(requeued=[_text(t) for t in requeued],
+                        failed=[_text(t) for t in failed])
+    t, n, q, p, r, x, a, c, h, b = range(10)
+    envelopes = [stored_envelope(f[t], f[n], f[q], f[p], f[r], f[x], f[a] == b"1", f[c],
+                                 f[h] or b"", f[b] or b"") for f in lost]
+    return report, envelopes
 
 
 class Scripts:
@@ -332,12 +338,12 @@ class Scripts:
         return int(self._run(client, "heartbeat", args))
 
     def reap(self, client: Any, clock: float | None, now: float,
-             policy: LostTaskPolicy) -> ReapReport:
+             policy: LostTaskPolicy) -> tuple[ReapReport, list[Envelope]]:
         args = [_number(clock), _number(now), *pack_policy(policy)]
         return _report(self._run(client, "reap", args))
 
     def lose(self, client: Any, leases: Sequence[LeaseRef | Delivery], policy: LostTaskPolicy,
-             now: float) -> ReapReport:
+             now: float) -> tuple[ReapReport, list[Envelope]]:
         args: list[Any] = [_number(now), *pack_policy(policy), str(len(leases))]
         for lease in leases:
             args += [str(lease.key), str(lease.token)]

@@ -29,9 +29,11 @@ from liteq.transports.base import (
 from liteq.transports.sqlite import queries
 from liteq.transports.sqlite.rows import (
     ClaimedRow,
+    LostRow,
     ResultRow,
     delivery,
     lease_group,
+    lost_envelope,
     message_row,
     result_row,
 )
@@ -224,16 +226,22 @@ class MessagesRole(SQLiteRole):
         report = ReapReport()
         now = _clock.wall()
         results = []
-        for key, task_id, task_name, acks_late, deliveries in rows:
-            if acks_late and deliveries < policy.max_deliveries:
-                conn.execute(queries.REQUEUE, (key,))
-                report.requeued.append(task_id)
+        for row in map(LostRow._make, rows):
+            acks_late = bool(row.acks_late)
+            if acks_late and row.deliveries < policy.max_deliveries:
+                conn.execute(queries.REQUEUE, (row.id,))
+                report.requeued.append(row.task_id)
                 continue
             template = policy.exhausted if acks_late else policy.lost
-            conn.execute(queries.DROP, (key,))
-            record = replace(template, task_id=task_id, task_name=task_name, date_done=now)
+            conn.execute(queries.DROP, (row.id,))
+            record = replace(template, task_id=row.task_id, task_name=row.task_name,
+                             date_done=now)
+            if policy.finish is not None:  # the call kept, a chord's part counted
+                record, publish = policy.finish(lost_envelope(row), record)
+                if publish:
+                    self.publish_on(conn, publish)
             results.append(result_row(record, now))
-            report.failed.append(task_id)
+            report.failed.append(row.task_id)
         if results:
             conn.executemany(queries.STORE_RESULT, results)
         return report

@@ -9,7 +9,12 @@ from __future__ import annotations
 from functools import lru_cache
 
 from liteq.states import READY_STATES
-from liteq.transports.sqlite.rows import CLAIMED_COLUMNS, MESSAGE_COLUMNS, RESULT_COLUMNS
+from liteq.transports.sqlite.rows import (
+    CLAIMED_COLUMNS,
+    LOST_COLUMNS,
+    MESSAGE_COLUMNS,
+    RESULT_COLUMNS,
+)
 from liteq.transports.sqlite.schema import LEASED, READY, SCHEDULED
 
 _MESSAGE_COLUMNS = MESSAGE_COLUMNS
@@ -129,7 +134,7 @@ EXTEND_LEASES = (
 
 #: A lease, if it is still held: what reaping needs to know.
 LEASE_INFO = (
-    "SELECT id, task_id, task_name, acks_late, deliveries FROM liteq_messages "
+    f"SELECT {LOST_COLUMNS} FROM liteq_messages "
     f"WHERE id = ? AND token = ? AND state = {LEASED}"
 )
 
@@ -151,7 +156,7 @@ DUE_EXISTS = (
 
 #: Messages whose holder's lease ran out.
 EXPIRED = (
-    "SELECT m.id, m.task_id, m.task_name, m.acks_late, m.deliveries "
+    "SELECT " + ", ".join(f"m.{name}" for name in LOST_COLUMNS.split(", ")) + " "
     "FROM liteq_leases AS l CROSS JOIN liteq_messages AS m "  # CROSS: leases outer
     f"ON m.state = {LEASED} AND m.worker_id = l.holder "
     "WHERE l.lease_until < :now"
@@ -164,7 +169,7 @@ EXPIRED_HOLDERS = "SELECT holder FROM liteq_leases WHERE lease_until < :now"
 #: holds its lease in the same transaction); this is the safety net, and it reads only
 #: the leased rows (the in-flight set), never the queue.
 ORPHANED = (
-    "SELECT id, task_id, task_name, acks_late, deliveries FROM liteq_messages "
+    f"SELECT {LOST_COLUMNS} FROM liteq_messages "
     f"WHERE state = {LEASED} AND worker_id NOT IN (SELECT holder FROM liteq_leases)"
 )
 

@@ -67,6 +67,24 @@ class ResultRow(NamedTuple):
     children: bytes | None
 
 
+class LostRow(NamedTuple):
+    """A leased message as reaping reads it (LEASE_INFO, EXPIRED, ORPHANED): its key and
+    deliveries, then the envelope's columns (what a lost-task record is built from)."""
+
+    id: int
+    deliveries: int
+    task_id: str
+    task_name: str
+    queue: str
+    priority: int
+    run_at: float
+    expires: float | None
+    acks_late: int
+    content_type: str
+    header: bytes
+    body: bytes
+
+
 class StoredRow(NamedTuple):
     """A stored message as monitors read it (``Transport.messages()``): its key, state
     and holder, then the envelope's columns."""
@@ -89,6 +107,7 @@ class StoredRow(NamedTuple):
 MESSAGE_COLUMNS = ", ".join(MessageRow._fields)
 STORED_COLUMNS = ", ".join(StoredRow._fields)
 CLAIMED_COLUMNS = ", ".join(ClaimedRow._fields)
+LOST_COLUMNS = ", ".join(LostRow._fields)
 RESULT_COLUMNS = ", ".join(ResultRow._fields)
 
 
@@ -103,6 +122,14 @@ def delivery(row: ClaimedRow, revoked: bool = False) -> Delivery:
             row.acks_late, row.content_type, row.header, row.body,
         ),
         revoked=revoked,
+    )
+
+
+def lost_envelope(row: LostRow) -> Envelope:
+    """The envelope of a message reaping fails."""
+    return stored_envelope(
+        row.task_id, row.task_name, row.queue, row.priority, row.run_at, row.expires,
+        row.acks_late, row.content_type, row.header, row.body,
     )
 
 

@@ -164,6 +164,9 @@ local function apply_lost(id, m, policy, now_wall, report, woken)
     report.requeued[#report.requeued + 1] = m.task_id
     return
   end
+  -- the envelope, for the caller's record of it (the call kept, a chord part counted)
+  report.lost[#report.lost + 1] = redis.call('HMGET', P.message .. id, 't', 'n', 'q', 'p',
+                                             'r', 'x', 'a', 'c', 'h', 'b')
   redis.call('DEL', P.message .. id)
   local template = policy.exhausted
   if m.acks_late ~= '1' then

@@ -1,10 +1,10 @@
 -- LOSE: apply the lost-task policy now to leases whose process died (a lease no
 -- longer held with that token is skipped).
 -- ARGV: now (wall), policy, count, then (id, token) pairs.
--- Returns {requeued task ids, failed task ids}.
+-- Returns {requeued task ids, failed task ids, the failed messages' envelope fields}.
 local now_wall = nextarg()
 local policy = read_policy()
-local report, woken = {requeued = {}, failed = {}}, {}
+local report, woken = {requeued = {}, failed = {}, lost = {}}, {}
 for _ = 1, tonumber(nextarg()) do
   local id, token = nextarg(), nextarg()
   local m = leased_message(id)
@@ -14,4 +14,4 @@ for _ = 1, tonumber(nextarg()) do
   end
 end
 wake(woken)
-return {report.requeued, report.failed}
+return {report.requeued, report.failed, report.lost}

@@ -1,11 +1,11 @@
 -- REAP: apply the lost-task policy to every message whose holder's lease ran out,
 -- then forget those holders.
 -- ARGV: lease clock ('' = server time), now (wall), policy.
--- Returns {requeued task ids, failed task ids}.
+-- Returns {requeued task ids, failed task ids, the failed messages' envelope fields}.
 local clock, now_wall = nextarg(), nextarg()
 local policy = read_policy()
 local now = lease_now(clock)
-local report, woken = {requeued = {}, failed = {}}, {}
+local report, woken = {requeued = {}, failed = {}, lost = {}}, {}
 for _, holder in ipairs(redis.call('ZRANGEBYSCORE', KEY.leases, '-inf', '(' .. exact(now))) do
   for _, id in ipairs(redis.call('SMEMBERS', P.held .. holder)) do
     local m = leased_message(id)
@@ -17,4 +17,4 @@ for _, holder in ipairs(redis.call('ZRANGEBYSCORE', KEY.leases, '-inf', '(' .. e
   drop_holder(holder)
 end
 wake(woken)
-return {report.requeued, report.failed}
+return {report.requeued, report.failed, report.lost}

@@ -1,0 +1,81 @@
+"""A task that ends outside its code (its pool process lost, killed at its hard time
+limit) still counts as its chord's part, and keeps its call so ``liteq retry`` can send
+it again; a revoked task that was already prefetched never starts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import liteq
+from liteq import chord
+from tests.conftest import TASKS, Project
+
+DYING = TASKS + '''
+import signal
+
+
+@app.task
+def die(marker):
+    """The pool process dies mid-task (as an out-of-memory kill would) the first time."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "survived"
+
+
+@app.task(time_limit=1)
+def hang(seconds):
+    time.sleep(seconds)
+
+
+@app.task
+def tsum(numbers):
+    return sum(numbers)
+'''
+
+
+def _retried_as(output: str, task_id: str) -> str:
+    found = dict(re.findall(r"^(\S+) \S+: retried as (\S+)$", output, re.MULTILINE))
+    return found[task_id]
+
+
+def test_a_chord_whose_header_task_is_lost_ends(project: Project, tmp_path: Path) -> None:
+    tasks = project.module(DYING)
+    project.worker("-c", "1", pool="prefork")
+    body = chord([tasks.add.s(1, 1), tasks.die.s(str(tmp_path / "died"))])(tasks.tsum.s())
+    error = body.get(timeout=30, propagate=False)
+    assert body.state == "FAILURE"
+    assert isinstance(error, liteq.ChordError) and "WorkerLostError" in str(error), error
+
+
+def test_a_chord_whose_header_task_hits_its_hard_time_limit_ends(project: Project) -> None:
+    tasks = project.module(DYING)
+    project.worker("-c", "1", pool="prefork")
+    body = chord([tasks.add.s(1, 1), tasks.hang.s(60)])(tasks.tsum.s())
+    error = body.get(timeout=30, propagate=False)
+    assert body.state == "FAILURE"
+    assert isinstance(error, liteq.ChordError) and "TimeLimitExceeded" in str(error), error
+
+
+def test_a_task_lost_with_its_process_can_be_sent_again(project: Project,
+                                                        tmp_path: Path) -> None:
+    tasks = project.module(DYING)
+    project.worker("-c", "1", pool="prefork")
+    lost = tasks.die.delay(str(tmp_path / "died"))
+    assert isinstance(lost.get(timeout=30, propagate=False), liteq.WorkerLostError)
+    done = project.liteq("retry", lost.id, "-b", project.location)
+    assert done.returncode == 0, done.stderr
+    again = tasks.app.AsyncResult(_retried_as(done.stdout, lost.id))
+    assert again.get(timeout=15) == "survived"
+
+
+def test_a_task_killed_at_its_hard_time_limit_can_be_sent_again(project: Project) -> None:
+    tasks = project.module(DYING)
+    project.worker("-c", "1", pool="prefork")
+    killed = tasks.hang.delay(60)
+    assert isinstance(killed.get(timeout=30, propagate=False), liteq.TimeLimitExceeded)
+    done = project.liteq("retry", killed.id, "-b", project.location)
+    assert done.returncode == 0, done.stderr
+    again = tasks.app.AsyncResult(_retried_as(done.stdout, killed.id))
+    assert isinstance(again.get(timeout=30, propagate=False), liteq.TimeLimitExceeded)
