@@ -20,6 +20,7 @@ time from its caller, so tests drive the loop without processes or sleeps
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import selectors
 import time
@@ -129,6 +130,9 @@ class Consumer:
         self._want_claim = True
         self._next_eta: float | None = None
         self._rechecks: list[float] = []
+        #: a wake-up came (a revoke wakes workers too): look up revocations of the
+        #: prefetched tasks before starting them
+        self._check_revoked = False
 
     # -- the loop --------------------------------------------------------------------
 
@@ -281,11 +285,26 @@ class Consumer:
     def _dispatch(self) -> None:
         if self.buffer and self.before_claim is not None and self.pool.free() > 0:
             self.before_claim()
+        if self._check_revoked and self.buffer and self.pool.free() > 0:
+            self._mark_revoked()
         while self.buffer and self.pool.free() > 0 and not self.stopping:
             delivery = self.buffer.popleft()
             self.tracker.started(delivery)
             self.pool.dispatch(delivery)
         self._sync_pool_fds()
+
+    def _mark_revoked(self) -> None:
+        """Mark prefetched tasks revoked since they were claimed: they settle REVOKED
+        instead of starting (the claim itself marks those revoked before it)."""
+        self._check_revoked = False
+        waiting = {delivery.task_id for delivery in self.buffer if not delivery.revoked}
+        if not waiting:
+            return
+        revoked = {r.task_id for r in self.transport.revoked(list(waiting))}
+        if revoked:
+            self.buffer = deque(
+                dataclasses.replace(delivery, revoked=True)
+                if delivery.task_id in revoked else delivery for delivery in self.buffer)
 
     def _sync_pool_fds(self) -> None:
         if self.pool.generation == self._pool_generation:
@@ -320,6 +339,7 @@ class Consumer:
             if key.data == "wake":
                 self._listener.drain()
                 self._want_claim = True
+                self._check_revoked = True
                 self._next_eta = None
                 self._rechecks = [now + delay for delay in RECHECKS]
             elif key.data == "handler":

@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 import liteq
-from liteq import chord
+from liteq import chord, group
+from liteq.testing import wait_for
 from tests.conftest import TASKS, Project
 
 DYING = TASKS + '''
@@ -32,6 +33,12 @@ def hang(seconds):
 @app.task
 def tsum(numbers):
     return sum(numbers)
+
+
+@app.task
+def block_until(path):
+    while not os.path.exists(path):
+        time.sleep(0.02)
 '''
 
 
@@ -79,3 +86,26 @@ def test_a_task_killed_at_its_hard_time_limit_can_be_sent_again(project: Project
     assert done.returncode == 0, done.stderr
     again = tasks.app.AsyncResult(_retried_as(done.stdout, killed.id))
     assert isinstance(again.get(timeout=30, propagate=False), liteq.TimeLimitExceeded)
+
+
+def test_a_task_revoked_after_it_was_prefetched_never_starts(project: Project,
+                                                            tmp_path: Path) -> None:
+    tasks = project.module(DYING)
+    project.worker("-c", "1", "--prefetch-multiplier", "4")
+    for _ in range(3):  # the worker learns that tasks are short: it claims by the batch
+        tasks.add.delay(1, 1).get(timeout=10)
+    gate, out = tmp_path / "gate", tmp_path / "ran"
+    group([tasks.block_until.si(str(gate)),
+           *(tasks.record.si(str(out), n) for n in range(3))]).apply_async()
+    waiting = tasks.app.broker.messages(states=["ready", "leased"])
+    ids = [m.envelope.task_id for m in waiting if m.envelope.task_name.endswith(".record")]
+    assert len(ids) == 3
+    wait_for(lambda: all(tasks.app.broker.is_leased(i) for i in ids), timeout=10,
+             message="the record tasks prefetched behind the blocked one")
+    tasks.app.control.revoke(ids)
+    gate.touch()
+    for task_id in ids:
+        res = tasks.app.AsyncResult(task_id)
+        wait_for(lambda res=res: res.state == "REVOKED", timeout=10, message=task_id)
+    assert not out.exists()  # none of them started
+    assert tasks.add.delay(2, 2).get(timeout=10) == 4
