@@ -69,6 +69,7 @@ def diagnose(app: LiteQ) -> list[Check]:
             continue
         if facts.get("kind") == "sqlite":
             checks += list(_sqlite(facts))
+            checks += list(_unreachable(facts))
         elif facts.get("kind") == "redis":
             checks += list(_redis(facts))
     for check in CHECKS:
@@ -124,6 +125,20 @@ def _sqlite(facts: dict[str, Any]) -> Iterator[Check]:
 
 
 # -- Redis -------------------------------------------------------------------------------
+
+def _unreachable(facts: dict[str, Any]) -> Iterator[Check]:
+    unreachable = facts.get("unreachable")
+    if unreachable is None:
+        return
+    if unreachable:
+        task_id, reason = unreachable[0]
+        more = "+" if len(unreachable) >= 100 else ""
+        yield Check("unreachable", FAIL, f"{len(unreachable)}{more} stored message(s) no "
+                    f"worker can claim, e.g. {task_id}: {reason} (a running worker fails "
+                    "them with the reason)")
+    else:
+        yield Check("unreachable", OK, "every stored message can be claimed")
+
 
 def _redis(facts: dict[str, Any]) -> Iterator[Check]:
     version = str(facts.get("version") or "?")

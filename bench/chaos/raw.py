@@ -29,7 +29,8 @@ def good_columns(task_id: str, task_name: str, args: list[Any] | None = None) ->
 
 
 def write_sqlite(path: str, messages: list[dict[str, Any]]) -> None:
-    """Insert ``messages`` into ``liteq_messages`` of the file at ``path``."""
+    """Insert ``messages`` into ``liteq_messages`` of the file at ``path`` (ready, or in
+    the ``state`` a message gives: 1 leased, 2 scheduled, or one no claim serves)."""
     conn = sqlite3.connect(path, timeout=30, isolation_level=None)
     try:
         conn.execute("BEGIN IMMEDIATE")
@@ -39,7 +40,8 @@ def write_sqlite(path: str, messages: list[dict[str, Any]]) -> None:
                 "expires, state, acks_late, content_type, header, body) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (columns["task_id"], columns["task_name"], columns["queue"],
-                 columns["priority"], columns["run_at"], columns["expires"], READY,
+                 columns["priority"], columns["run_at"], columns["expires"],
+                 columns.get("state", READY),
                  columns["acks_late"], columns["content_type"], columns["header"],
                  columns["body"]),
             )

@@ -288,6 +288,14 @@ class Transport(abc.ABC):
         """This process runs tasks: leave storage upkeep to :meth:`maintain`, which the
         worker's housekeeping calls, so the task path never pays for it."""
 
+    def fail_unreachable(self, failure: Callable[[Envelope, str], ResultRecord],
+                         limit: int = 1000) -> list[str]:
+        """Remove stored messages no claim can ever serve (rows another program wrote
+        with a state or a column claims never match), storing ``failure(envelope,
+        reason)`` for each; returns their task ids. Transports whose every stored message
+        is claimable keep this default: none."""
+        return []
+
     def maintain(self) -> float:
         """Storage upkeep (SQLite: checkpoint the WAL); returns seconds until the next call."""
         return 60.0

@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 from liteq import __version__, platforms, signals
 from liteq.beat import Beat
-from liteq.exceptions import ImproperlyConfigured, WorkerLostError
+from liteq.exceptions import DecodeError, ImproperlyConfigured, WorkerLostError
+from liteq.messages import Envelope
 from liteq.platforms import WakePipe
 from liteq.records import error_record
 from liteq.routing import queues_from_setting
 from liteq.states import FAILURE
-from liteq.transports.base import LostTaskPolicy, WorkerInfo
+from liteq.transports.base import LostTaskPolicy, ResultRecord, WorkerInfo
 from liteq.utils.log import setup_task_loggers
 from liteq.worker.consumer import Consumer
 from liteq.worker.housekeeping import Housekeeper
@@ -182,6 +183,12 @@ class Worker:
                              "(task_max_deliveries); giving up"),
         )
 
+    def _unreachable_record(self, envelope: Envelope, reason: str) -> ResultRecord:
+        """The FAILURE of a stored message no claim can serve (another program wrote it)."""
+        error = DecodeError(f"malformed stored message: {reason}; it can never be claimed")
+        return error_record(self.app, envelope.task_id, FAILURE, error,
+                            task_name=envelope.task_name, worker=self.hostname)
+
     def _pool_options(self) -> PoolOptions:
         conf = self.app.conf
         options = self.options
@@ -227,7 +234,8 @@ class Worker:
         ))
         housekeeper = Housekeeper(broker, app.backend, self.worker_id, lease=self.lease,
                                   interval=self.heartbeat_interval, policy=self.policy,
-                                  info=self._info, result_expires=app.result_expires)
+                                  info=self._info, result_expires=app.result_expires,
+                                  unreachable=self._unreachable_record)
         pipe = self._wake_pipe(install_signals=main_thread)
         self._remote = RemoteControl(
             app, self.hostname, self.queues, prefork=self.pool_name == "prefork",

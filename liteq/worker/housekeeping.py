@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from liteq.transports.base import LostTaskPolicy, Transport
+from liteq.messages import Envelope
+from liteq.transports.base import LostTaskPolicy, ResultRecord, Transport
 
 logger = logging.getLogger("liteq.worker")
 
@@ -36,6 +37,7 @@ class Housekeeper(threading.Thread):
         policy: LostTaskPolicy,
         info: Callable[[], dict[str, Any]],
         result_expires: float | None = None,
+        unreachable: Callable[[Envelope, str], ResultRecord] | None = None,
     ) -> None:
         super().__init__(name="liteq-housekeeping", daemon=True)
         self.broker = broker
@@ -50,6 +52,9 @@ class Housekeeper(threading.Thread):
         #: or the child inherits SQLite's mutexes locked and hangs (see Supervisor)
         self.busy = threading.Lock()
         self._last_expiry = 0.0
+        #: the record of a stored message no claim can serve (None: leave them)
+        self.unreachable = unreachable
+        self._last_unreachable: float | None = None
         # Short-lived results are swept more often, but never more than once a tick.
         self.expire_every = min(EXPIRE_EVERY, max(interval, (result_expires or EXPIRE_EVERY) / 2))
 
@@ -74,7 +79,8 @@ class Housekeeper(threading.Thread):
             return default
 
     def tick(self) -> None:
-        """One round: heartbeat (renews leases), reap expired leases, expire results."""
+        """One round: heartbeat (renews leases), reap expired leases, fail unreachable
+        messages (at the first round, then every minute), expire results."""
         self.broker.heartbeat(self.worker_id, self.lease, self.info())
         report = self.broker.reap_expired(self.policy)
         for task_id in report.requeued:
@@ -84,6 +90,12 @@ class Housekeeper(threading.Thread):
             logger.error("task %s: its worker stopped renewing the lease; recorded as "
                          "FAILURE (WorkerLostError)", task_id)
         now = time.monotonic()
+        if self.unreachable is not None and (
+                self._last_unreachable is None or now - self._last_unreachable >= EXPIRE_EVERY):
+            self._last_unreachable = now
+            for task_id in self.broker.fail_unreachable(self.unreachable):
+                logger.error("task %s: its stored message can never be claimed; recorded as "
+                             "FAILURE", task_id)
         if now - self._last_expiry >= self.expire_every:
             self._last_expiry = now
             removed = self.backend.expire_results()

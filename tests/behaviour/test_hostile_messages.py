@@ -7,6 +7,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
+
 import liteq
 from bench.chaos.raw import good_columns, write
 from liteq.testing import wait_for
@@ -73,3 +75,37 @@ def test_a_text_priority_is_failed_not_left_waiting(project: Project) -> None:
     assert "priority" in str(res.get(propagate=False))
     wait_for(lambda: not any(d.total for d in tasks.app.broker.depth().values()), timeout=10)
     assert tasks.add.delay(1, 1).get(timeout=15) == 2
+
+
+@pytest.mark.sqlite_only(reason="rows in states and types only a SQLite writer can leave")
+def test_unreachable_rows_are_shown_by_doctor_and_failed_with_a_reason(
+        project: Project) -> None:
+    tasks = project.module()
+    tasks.app.broker.depth()
+    name = f"{tasks.__name__}.add"
+    cases = {
+        "unknown state": {"state": 7},
+        "text eta": {"state": 2, "run_at": "tomorrow"},
+        "leased without holder": {"state": 1},
+        "blob queue": {"queue": b"celery"},
+    }
+    ids = {case: str(uuid.uuid4()) for case in cases}
+    write(str(project.db), [{**good_columns(ids[case], name, [1, 2]), **overrides}
+                            for case, overrides in cases.items()])
+    shown = project.liteq("doctor", project.location)
+    assert shown.returncode == 1
+    assert "fail  unreachable: 4 stored message(s) no worker can claim" in shown.stdout, \
+        shown.stdout
+    project.worker()
+    for case, task_id in ids.items():
+        res = wait_for(lambda task_id=task_id: _final(tasks.app, task_id), timeout=30,
+                       message=case)
+        assert res.state == "FAILURE", case
+        error = str(res.get(propagate=False))
+        # a lease without holder may be reaped as lost first (no live leases then)
+        assert "can never be claimed" in error or (
+            case == "leased without holder" and "acks_late is off" in error), (case, error)
+    assert tasks.add.delay(1, 1).get(timeout=15) == 2
+    after = project.liteq("doctor", project.location)
+    assert "ok    unreachable: every stored message can be claimed" in after.stdout, \
+        after.stdout

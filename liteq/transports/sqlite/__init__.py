@@ -20,7 +20,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -215,6 +215,10 @@ class SQLiteTransport(Transport):
 
     def lose(self, leases: Sequence[LeaseRef | Delivery], policy: LostTaskPolicy) -> ReapReport:
         return self._messages.lose(leases, policy)
+
+    def fail_unreachable(self, failure: Callable[[Envelope, str], ResultRecord],
+                         limit: int = 1000) -> list[str]:
+        return self._messages.fail_unreachable(failure, limit)
 
     def release_worker(self, worker_id: str) -> int:
         return self._messages.release_worker(worker_id)

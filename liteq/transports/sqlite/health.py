@@ -11,7 +11,11 @@ from liteq.transports.sqlite.connection import (
     mount_type,
     open_read_only,
 )
+from liteq.transports.sqlite.queries import UNREACHABLE
 from liteq.transports.sqlite.schema import MAGIC, SCHEMA_VERSION
+
+#: Unreachable messages counted (and shown) at most.
+UNREACHABLE_SHOWN = 100
 
 #: PRAGMA synchronous values by number.
 SYNCHRONOUS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
@@ -44,6 +48,9 @@ def sqlite_health(path: str, synchronous: str) -> dict[str, Any]:
         facts["journal_mode"] = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
         raw = int(conn.execute("PRAGMA user_version").fetchone()[0])
         page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        if raw & ~0xFFFF == MAGIC:  # messages no claim can serve, with the reason
+            rows = conn.execute(UNREACHABLE, {"limit": UNREACHABLE_SHOWN}).fetchall()
+            facts["unreachable"] = [(str(row[2]), str(row[-1])) for row in rows]
     except sqlite3.DatabaseError as exc:
         facts["error"] = str(exc)
         return facts

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -24,6 +24,7 @@ from liteq.transports.base import (
     LostTaskPolicy,
     QueueDepth,
     ReapReport,
+    ResultRecord,
     Settlement,
 )
 from liteq.transports.sqlite import queries
@@ -246,6 +247,30 @@ class MessagesRole(SQLiteRole):
             conn.executemany(queries.STORE_RESULT, results)
         return report
 
+    def fail_unreachable(self, failure: Callable[[Envelope, str], ResultRecord],
+                         limit: int = 1000) -> list[str]:
+        self._ensure_open()
+        params = {"limit": limit}
+        if not self._db.read(lambda conn: conn.execute(queries.UNREACHABLE, params).fetchone()):
+            return []
+
+        def fail(conn: sqlite3.Connection) -> list[str]:
+            now = _clock.wall()
+            failed, results = [], []
+            for *columns, reason in conn.execute(queries.UNREACHABLE, params).fetchall():
+                row = LostRow._make(columns)
+                conn.execute(queries.DROP, (row.id,))
+                record = failure(lost_envelope(row), reason)
+                results.append(result_row(record, now))
+                failed.append(record.task_id)
+            conn.executemany(queries.STORE_RESULT, results)
+            return failed
+
+        failed = self._db.write(fail)
+        if failed:
+            self._wake.waiters.notify(failed)
+        return failed
+
     def _after_lost(self, report: ReapReport) -> None:
         if report.failed:
             self._wake.waiters.notify(report.failed)
@@ -257,7 +282,9 @@ class MessagesRole(SQLiteRole):
 
         def earliest(conn: sqlite3.Connection) -> float | None:
             etas = [conn.execute(queries.NEXT_ETA, (queue,)).fetchone()[0] for queue in queues]
-            found = [eta for eta in etas if eta is not None]
+            # numbers sort before text in SQLite: a text eta (another program's row,
+            # failed as unreachable) is the minimum only when no real one is there
+            found = [eta for eta in etas if type(eta) in (int, float)]
             return min(found) if found else None
 
         return self._db.read(earliest)

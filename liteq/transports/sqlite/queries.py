@@ -179,6 +179,22 @@ REQUEUE = f"UPDATE liteq_messages SET state = {READY}, worker_id = NULL, token =
 #: Drop a message whose lease was lost and that will not run again.
 DROP = "DELETE FROM liteq_messages WHERE id = ?"
 
+#: Messages no claim can ever serve (rows another program wrote: a state claims never
+#: match, a queue name that is not text, a scheduled time that is not a number, a lease
+#: without holder or token), with the reason. A full scan: run rarely (housekeeping,
+#: ``liteq doctor``).
+UNREACHABLE = (
+    f"SELECT * FROM (SELECT {LOST_COLUMNS}, CASE "
+    f"WHEN typeof(state) != 'integer' OR state NOT IN ({READY}, {LEASED}, {SCHEDULED}) "
+    "THEN 'its state ' || quote(state) || ' is none a claim serves' "
+    "WHEN typeof(queue) != 'text' THEN 'its queue name is ' || typeof(queue) || ', not text' "
+    f"WHEN state = {SCHEDULED} AND typeof(run_at) NOT IN ('integer', 'real') "
+    "THEN 'its eta (run_at) is ' || typeof(run_at) || ', not a number' "
+    f"WHEN state = {LEASED} AND (worker_id IS NULL OR token IS NULL) "
+    "THEN 'it is leased without a holder or token' "
+    "END AS reason FROM liteq_messages) WHERE reason IS NOT NULL LIMIT :limit"
+)
+
 #: Every lease, when the machine has rebooted since they were taken.
 EXPIRE_ALL_LEASES = "UPDATE liteq_leases SET lease_until = 0"
 
@@ -319,6 +335,7 @@ __all__ = [
     "STORE_RESULT",
     "STORE_STATE",
     "TAKE_TOKEN",
+    "UNREACHABLE",
     "ack_many",
     "claim",
     "publish_many",
