@@ -171,6 +171,7 @@ class Message:
             raise DecodeError("malformed message body: expected [args, kwargs]")
         if not all(isinstance(name, str) for name in body[1]):
             raise DecodeError("malformed message body: keyword argument names must be text")
+        _check_unicode("body", envelope.body, body)
         soft, hard = fields["timelimit"]
         return cls(
             id=envelope.task_id,
@@ -216,6 +217,7 @@ def _decode_header(data: bytes) -> dict[str, Any]:
             f"message protocol version {version!r} is not supported "
             f"(this liteq speaks version {PROTOCOL_VERSION})"
         )
+    _check_unicode("header", data, header)
     fields = _checked_header(header)
     if "headers" not in header and "options" not in header:
         if len(_PARSED) > 512:
@@ -227,6 +229,27 @@ def _decode_header(data: bytes) -> dict[str, Any]:
 #: The largest integer a message field may hold (SQLite's and Redis's 64-bit range).
 MAX_INT = 2**63 - 1
 _TEXT_FIELDS = ("root_id", "parent_id", "group", "origin", "exchange", "routing_key")
+
+
+def _check_unicode(part: str, data: bytes, decoded: Any) -> None:
+    """Refuse text that is not Unicode (json's lone surrogate escapes, ``"\\udc00"``):
+    it cannot be stored or logged. Only parts whose bytes hold such an escape are walked."""
+    if b"\\ud" not in data and b"\\uD" not in data:
+        return
+    stack = [decoded]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise DecodeError(f"malformed message {part}: text with a lone surrogate "
+                                  f"({_short(value)})") from None
+        elif isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
 
 
 def _malformed(name: str, expected: str, value: Any) -> DecodeError:

@@ -31,6 +31,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("huge-int-body", {"body": b"[[" + b"9" * 5000 + b"], {}]"}, "4300 digits"),
     ("deep-body", {"body": b"[[" + b"[" * 50_000 + b"]" * 50_000 + b"], {}]"},
      "recursion"),
+    ("lone-surrogate", {"body": b'[["\\udb59"], {}]'}, "lone surrogate"),
     ("kwargs-names", {"body": b"[[], {\"1\": 1, \"\": 2}]"}, "unexpected keyword"),
 ]
 
