@@ -4,6 +4,7 @@ returns one row of counts (``Row``); ``None`` in a cell means "does not apply"."
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import shutil
 import sqlite3
@@ -135,17 +136,17 @@ def producers(transport: str, size: int, count: int = 8) -> Row:
 def stop_past_lease(transport: str, size: int) -> Row:
     """SIGSTOP a worker past its lease, then SIGCONT: its late outcomes must be refused."""
     row = Row("SIGSTOP past the lease, SIGCONT", transport, size)
-    world = World(transport, lease=2.0)
+    world = World(transport, lease=2.0, work=0.25)
     try:
         frozen = world.worker(concurrency=2)
         time.sleep(1.5)
         ids = [world.tasks.late.delay(n).id for n in range(size)]
         time.sleep(0.5)
         import signal
-        frozen.send_signal(signal.SIGSTOP)
+        os.killpg(frozen.pid, signal.SIGSTOP)  # the worker's own group: main and pool
         world.worker(concurrency=2)
         time.sleep(6)  # past the lease: the other worker takes the tasks over
-        frozen.send_signal(signal.SIGCONT)
+        os.killpg(frozen.pid, signal.SIGCONT)
         states = world.wait_final(ids, timeout=60 + size / 20)
         row.lost = sum(1 for i in ids if states.get(i) != "SUCCESS")
         row.pending_forever = sum(1 for i in ids if states.get(i) not in ("SUCCESS",

@@ -146,7 +146,8 @@ class World:
         process = subprocess.Popen(
             [sys.executable, "-m", "liteq", "worker", "-A", "chaostasks", "-P", pool,
              "-c", str(concurrency), "-l", "warning"],
-            cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)  # its own group: freezing it freezes its pool too
         log.close()
         self.workers.append(process)
         return process
