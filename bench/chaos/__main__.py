@@ -34,6 +34,8 @@ def plan(quick: bool) -> list[tuple[str, Callable[[str], Row]]]:
         ("disk-full", lambda t: scenarios.disk_full(t, 100 if quick else 1000)),
         ("corpus", lambda t: scenarios.malformed_corpus(t, 1 if quick else 5)),
         ("redis-kill", lambda t: scenarios.redis_killed(t, 200 if quick else 2000)),
+        ("lock", lambda t: scenarios.lock_held(t, 6 if quick else 20, 15.0 if quick else 30.0)),
+        ("expiry", lambda t: scenarios.expiry(t, 2000 if quick else 50000)),
     ]
 
 
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transports", default="sqlite,redis")
     parser.add_argument("--only", default="", help="comma-separated scenario keys: "
                         "kill-late,kill-early,producers,sigstop,copies,disk-full,corpus,"
-                        "redis-kill")
+                        "redis-kill,lock,expiry")
     args = parser.parse_args(argv)
     transports = [t for t in args.transports.split(",") if t]
     if "redis" in transports and shutil.which("redis-server") is None:

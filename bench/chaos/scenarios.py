@@ -9,6 +9,7 @@ import random
 import shutil
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -372,3 +373,74 @@ def _not_applicable(row: Row, keep_notes: bool = False) -> Row:
     notes = row.notes if keep_notes else ["does not apply"]
     return Row(row.scenario, row.transport, 0, None, None, None, None, None, None, None,
                notes)
+
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+time.sleep(float(sys.argv[2]))
+conn.execute("ROLLBACK")
+"""
+
+
+def lock_held(transport: str, size: int, seconds: float) -> Row:
+    """Another process holds the write lock for ``seconds`` while tasks run and finish."""
+    row = Row(f"write lock held {seconds:g} s by another process", transport, size)
+    if transport != "sqlite":
+        return _not_applicable(row)
+    world = World(transport, work=0.5)
+    try:
+        worker = world.worker(concurrency=2)
+        ids = [world.tasks.late.delay(n).id for n in range(size)]
+        time.sleep(1)
+        holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, world.location,
+                                   str(seconds)])
+        holder.wait(seconds + 30)
+        if worker.poll() is not None:
+            row.notes.append(f"worker exited with {worker.returncode} under the lock")
+            world.worker(concurrency=2)
+        states = world.wait_final(ids, timeout=60 + size)
+        row.lost = sum(1 for i in ids if states.get(i) != "SUCCESS")
+        row.pending_forever = sum(1 for i in ids if states.get(i) not in ("SUCCESS",
+                                                                           "FAILURE"))
+        row.duplicates, row.explained = _duplicates(world, ids)
+        row.producer_errors = row.raw_errors = None
+    finally:
+        world.close()
+        row.crashes = world.crashes
+    return row
+
+
+def expiry(transport: str, size: int) -> Row:
+    """``size`` tasks with ``result_expires=5``: are expired results cleaned up as fast
+    as they are made (file, WAL and worker memory bounded)?"""
+    row = Row(f"{size} tasks, result_expires=5", transport, size)
+    world = World(transport, expires=5.0)
+    try:
+        worker = world.worker(concurrency=2)
+        ids = [world.tasks.add.delay(n, 1).id for n in range(size)]
+        deadline = time.monotonic() + 120 + size / 50
+        while time.monotonic() < deadline and \
+                sum(depth.total for depth in world.app.broker.depth().values()):
+            time.sleep(0.5)
+        time.sleep(12)  # two expiry periods after the last result
+        kept = sum(1 for i in ids[-2000:] if world.app.AsyncResult(i).state == "SUCCESS")
+        row.notes.append(f"results still readable 12 s after draining: {kept} of the last "
+                         f"{min(2000, len(ids))}")
+        if transport == "sqlite":
+            db = Path(world.location)
+            wal = Path(f"{db}-wal")
+            row.notes.append(f"file {db.stat().st_size // 1024} KiB, WAL "
+                             f"{(wal.stat().st_size if wal.exists() else 0) // 1024} KiB")
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{worker.pid}/status").read_text()
+            rss = next(line.split()[1] for line in status.splitlines()
+                       if line.startswith("VmRSS"))
+            row.notes.append(f"worker RSS {int(rss) // 1024} MiB")
+        row.lost = row.duplicates = row.explained = None
+        row.producer_errors = row.raw_errors = row.pending_forever = None
+    finally:
+        world.close()
+        row.crashes = world.crashes
+    return row
