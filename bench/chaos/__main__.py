@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from bench.chaos import scenarios
 from bench.chaos.scenarios import Row
+from bench.chaos.world import cleanup
 
 COLUMNS = ("scenario", "transport", "tasks", "lost", "duplicates", "explained by a lease loss",
            "errors to producers", "raw errors", "pending forever", "worker crashes", "notes")
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # a scenario that breaks is a row, not a stop
                 rows.append(Row(key, transport, 0, None, None, None, None, None, None, None,
                                 [f"harness error: {type(exc).__name__}: {exc}"]))
+            cleanup()
     print(table(rows))
     print(f"\n{'quick' if args.quick else 'full'} size, {time.monotonic() - started:.0f} s")
     return 0

@@ -41,15 +41,17 @@ def _is_raw(exc: BaseException) -> bool:
 
 
 def _duplicates(world: World, ids: list[str]) -> tuple[int, int]:
-    """Extra executions, and how many of them follow a kill of the process that ran the
-    earlier execution (a lease loss the harness caused)."""
+    """Extra executions, and how many of them follow a recorded lease loss: a kill of the
+    worker that ran the earlier execution, or an outcome its worker discarded because
+    the lease had been lost (call after ``world.close()``: every log is complete)."""
     runs = world.executed_by()
+    discarded = world.lease_losses() | world.requeued_after_loss()
     extra = explained = 0
     for task_id in ids:
         pids = runs.get(task_id, [])
         for earlier in pids[:-1]:
             extra += 1
-            explained += earlier in world.killed
+            explained += earlier in world.killed or task_id in discarded
     return extra, explained
 
 
@@ -59,6 +61,7 @@ def kill_workers(transport: str, size: int, seconds: float, acks_late: bool) -> 
     row = Row(name, transport, size)
     # tasks long enough that the 4 pool processes drain them in about ``seconds``
     world = World(transport, lease=3.0, work=min(0.5, seconds * 4 / max(size, 1)))
+    ids: list[str] = []
     try:
         task = world.tasks.late if acks_late else world.tasks.early
         for _ in range(2):
@@ -84,13 +87,13 @@ def kill_workers(transport: str, size: int, seconds: float, acks_late: bool) -> 
             unstarted = sum(1 for i in lost if executions[i] == 0)
             if unstarted:
                 row.notes.append(f"{unstarted} of them never started (issue 18)")
-        row.duplicates, row.explained = _duplicates(world, ids)
         row.pending_forever = sum(1 for i in ids if states.get(i) not in ("SUCCESS",
                                                                            "FAILURE"))
         row.notes.append(f"{len(world.killed)} kills")
     finally:
         world.close()
         row.crashes = world.crashes
+    row.duplicates, row.explained = _duplicates(world, ids)
     return row
 
 
@@ -138,6 +141,7 @@ def stop_past_lease(transport: str, size: int) -> Row:
     """SIGSTOP a worker past its lease, then SIGCONT: its late outcomes must be refused."""
     row = Row("SIGSTOP past the lease, SIGCONT", transport, size)
     world = World(transport, lease=2.0, work=0.25)
+    ids: list[str] = []
     try:
         frozen = world.worker(concurrency=2)
         time.sleep(1.5)
@@ -152,14 +156,13 @@ def stop_past_lease(transport: str, size: int) -> Row:
         row.lost = sum(1 for i in ids if states.get(i) != "SUCCESS")
         row.pending_forever = sum(1 for i in ids if states.get(i) not in ("SUCCESS",
                                                                            "FAILURE"))
-        runs = world.executed_by()
-        row.duplicates = sum(max(0, len(runs.get(i, [])) - 1) for i in ids)
-        refused = world.worker_logs().count("its outcome is discarded")
-        row.explained = row.duplicates  # each follows the lease the freeze lost
-        row.notes.append(f"{refused} stale outcome(s) refused by the lease fence")
     finally:
         world.close()
         row.crashes = world.crashes
+    row.duplicates, row.explained = _duplicates(world, ids)
+    refused = len(world.lease_losses())
+    row.notes.append(f"{refused} stale outcome(s) refused by the lease fence; "
+                     f"{row.duplicates - refused} stale outcome(s) accepted")
     return row
 
 
@@ -390,6 +393,7 @@ def lock_held(transport: str, size: int, seconds: float) -> Row:
     if transport != "sqlite":
         return _not_applicable(row)
     world = World(transport, work=0.5)
+    ids: list[str] = []
     try:
         worker = world.worker(concurrency=2)
         ids = [world.tasks.late.delay(n).id for n in range(size)]
@@ -404,11 +408,14 @@ def lock_held(transport: str, size: int, seconds: float) -> Row:
         row.lost = sum(1 for i in ids if states.get(i) != "SUCCESS")
         row.pending_forever = sum(1 for i in ids if states.get(i) not in ("SUCCESS",
                                                                            "FAILURE"))
-        row.duplicates, row.explained = _duplicates(world, ids)
         row.producer_errors = row.raw_errors = None
     finally:
         world.close()
         row.crashes = world.crashes
+    row.duplicates, row.explained = _duplicates(world, ids)
+    lost = world.worker_logs().count("lost its worker process")
+    if lost:
+        row.notes.append(f"{lost} task(s) lost with a pool process that died (issue 18)")
     return row
 
 

@@ -5,6 +5,7 @@ execution), its store (a SQLite file, or a private redis-server with AOF), and r
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,6 +19,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 FINAL = ("SUCCESS", "FAILURE", "REVOKED")
+#: Project directories of finished scenarios, removed by ``cleanup()``.
+CREATED: list[Path] = []
+
+
+def cleanup() -> None:
+    while CREATED:
+        shutil.rmtree(CREATED.pop(), ignore_errors=True)
 
 TASKS = '''
 import os, time
@@ -207,4 +215,14 @@ class World:
             self.redis.stop()
         if str(self.root) in sys.path:
             sys.path.remove(str(self.root))
-        shutil.rmtree(self.root, ignore_errors=True)
+        CREATED.append(self.root)  # removed by the harness once its row is counted
+
+    def lease_losses(self) -> set[str]:
+        """Task ids whose outcome a worker discarded because its lease was lost."""
+        return set(re.findall(r"lease of \S*?\[([^\]]+)\] was lost", self.worker_logs()))
+
+    def requeued_after_loss(self) -> set[str]:
+        """Task ids a worker logged as queued again after a lease loss (its pool process
+        died, or its worker stopped renewing the lease)."""
+        return set(re.findall(r"task (\S+?):? (?:lost its worker process|its worker stopped "
+                              r"renewing the lease)[^\n]*queued again", self.worker_logs()))
