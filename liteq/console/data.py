@@ -166,22 +166,30 @@ class ConsoleData:
                  "consumers": consumers.get(name, 0)}
                 for name in sorted(set(depths) | set(consumers))]
 
-    def throughput(self, window: float, bucket: float) -> dict[str, Any]:
-        """Finished tasks per ``bucket`` seconds over the last ``window`` seconds."""
+    def throughput(self, windows: dict[str, tuple[float, float]]) -> dict[str, Any]:
+        """Finished tasks per bucket over each window (name -> (window, bucket) seconds),
+        from the per-minute counters the broker writes with each settlement (so tasks
+        whose results are ignored or expired count too), read once for all windows."""
         now = time.time()
-        start = math.floor((now - window) / bucket) * bucket
-        count = math.ceil((now - start) / bucket)
-        done = [0] * count
-        failed = [0] * count
-        for record in self.app.backend.results_since(start, limit=RESULT_LIMIT):
-            index = int((record.date_done - start) // bucket)
-            if 0 <= index < count:
-                if record.state == SUCCESS:
-                    done[index] += 1
-                elif record.state == FAILURE:
-                    failed[index] += 1
-        return {"start": start, "bucket": bucket, "succeeded": done, "failed": failed,
-                "total_succeeded": sum(done), "total_failed": sum(failed)}
+        first = min(math.floor((now - window) / bucket) * bucket
+                    for window, bucket in windows.values())
+        rows = self.app.broker.task_counts(first)
+        series = {}
+        for name, (window, bucket) in windows.items():
+            start = math.floor((now - window) / bucket) * bucket
+            count = math.ceil((now - start) / bucket)
+            done, failed = [0] * count, [0] * count
+            for row in rows:
+                index = int((row.minute - start) // bucket)
+                if 0 <= index < count:
+                    if row.state == SUCCESS:
+                        done[index] += row.count
+                    elif row.state == FAILURE:
+                        failed[index] += row.count
+            series[name] = {"start": start, "bucket": bucket, "succeeded": done,
+                            "failed": failed, "total_succeeded": sum(done),
+                            "total_failed": sum(failed)}
+        return series
 
     # -- tasks -------------------------------------------------------------------------
 
