@@ -66,6 +66,7 @@ class Task:
     eta: float | None = None
     finished: float | None = None
     started: float | None = None
+    received: float | None = None  #: when a worker claimed it
     result: Any = None
     exception: str | None = None
     traceback: str | None = None
@@ -225,6 +226,9 @@ class ConsoleData:
         if stored:
             hostnames = holder_hostnames(self.app) if stored[0].holder else {}
             task = self._merge_message(task, stored[0], hostnames)
+        elif record is None:  # settled between the two reads: its result is there now
+            record = self.app.backend.get_result(task_id)
+            task = self._from_result(record) if record is not None else None
         if task is not None and record is not None and record.children:
             task.children = _child_ids(serialization.json_loads(record.children))
         return task
@@ -241,8 +245,12 @@ class ConsoleData:
         call = extended.get("call")
         if isinstance(call, dict):
             task.retried_from = (call.get("headers") or {}).get("retried_from")
+        # The timeline: the worker stores when it claimed and started the task with
+        # its result (no STARTED write needed); a STARTED record's time is the start.
+        task.received = record.date_received
+        task.started = record.date_started
         if record.state == STARTED:
-            task.started = record.date_done
+            task.started = task.started or record.date_done
         else:
             task.finished = record.date_done
         if not task.hidden:

@@ -40,6 +40,7 @@ class Delivery:
     deliveries: int  #: how many times the message was delivered, this time included
     envelope: Envelope
     revoked: bool = False  #: revoked before it was claimed: settle it REVOKED, don't run it
+    claimed_at: float | None = None  #: epoch seconds of the claim (the task's "received")
 
     @property
     def task_id(self) -> str:

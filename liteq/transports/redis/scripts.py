@@ -240,7 +240,7 @@ def _optional_float(value: Any) -> float | None:
     return None if value in (None, b"", "") else float(value)
 
 
-def read_delivery(row: Sequence[Any]) -> Delivery:
+def read_delivery(row: Sequence[Any], claimed_at: float | None = None) -> Delivery:
     """A claim reply row: id, token, deliveries, t, n, q, p, r, x, a, c, h, b, revoked."""
     key, token, deliveries, task_id, name, queue, priority, run_at, expires, acks_late, \
         content_type, header, body, revoked = row
@@ -255,6 +255,7 @@ def read_delivery(row: Sequence[Any]) -> Delivery:
             header=bytes(header), body=bytes(body),
         ),
         revoked=revoked == b"1",
+        claimed_at=claimed_at,
     )
 
 
@@ -316,7 +317,7 @@ class Scripts:
               budget: int) -> list[Delivery]:
         args = self._claim_args(queues, limit, holder, lease_seconds, clock, now, claim_id,
                                 budget)
-        return [read_delivery(row) for row in self._run(client, "claim", args)]
+        return [read_delivery(row, now) for row in self._run(client, "claim", args)]
 
     def settle(self, client: Any, settlements: Sequence[Settlement], now: float,
                marker_ms: int, retry: bool) -> list[bool]:
@@ -331,7 +332,7 @@ class Scripts:
                 *self._claim_args(queues, limit, holder, lease_seconds, clock, now, claim_id,
                                   budget)]
         accepted, rows = self._run(client, "settle_and_claim", args)
-        return [bool(flag) for flag in accepted], [read_delivery(row) for row in rows]
+        return [bool(flag) for flag in accepted], [read_delivery(row, now) for row in rows]
 
     @staticmethod
     def _claim_args(queues: Sequence[str], limit: int, holder: str, lease_seconds: float,

@@ -139,7 +139,7 @@ class MessagesRole(SQLiteRole):
         if settled.published or settled.released:
             self._wake.workers.notify()
         rows.sort(key=lambda row: (-row.priority, row.run_at, row.id))
-        return settled.accepted, [delivery(row, row.task_id in revoked) for row in rows]
+        return settled.accepted, [delivery(row, row.task_id in revoked, now) for row in rows]
 
     def _lease_due(self, holder: str, lease_seconds: float) -> bool:
         """Whether this claim must (re)write the holder's lease row.

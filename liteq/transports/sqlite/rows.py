@@ -94,7 +94,8 @@ CLAIMED_COLUMNS = ", ".join(ClaimedRow._fields)
 RESULT_COLUMNS = ", ".join(ResultRow._fields)
 
 
-def delivery(row: ClaimedRow, revoked: bool = False) -> Delivery:
+def delivery(row: ClaimedRow, revoked: bool = False, claimed_at: float | None = None
+             ) -> Delivery:
     """A claimed row as the worker receives it."""
     return Delivery(
         key=row.id,
@@ -107,6 +108,7 @@ def delivery(row: ClaimedRow, revoked: bool = False) -> Delivery:
             header=row.header, body=row.body,
         ),
         revoked=revoked,
+        claimed_at=claimed_at,
     )
 
 
