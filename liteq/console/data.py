@@ -313,7 +313,8 @@ class ConsoleData:
                          "pool": info.pool, "concurrency": info.concurrency,
                          "queues": list(info.queues), "running": running.get(info.id, 0),
                          "heartbeat_age": age, "alive": age < ALIVE_SECONDS,
-                         "done": _done(info.info), "started_at": info.started_at})
+                         "done": _done(info.info), "started_at": info.started_at,
+                         "busy_retries": info.info.get("sqlite_busy_retries")})
         return rows
 
     def beat(self) -> list[dict[str, Any]]:

@@ -161,7 +161,8 @@ class Console:
                            message=request.query_params.get("message"))
 
     async def workers(self, request: Request) -> Response:
-        return self.render(request, "workers.html", workers=self.data.workers())
+        return self.render(request, "workers.html", workers=self.data.workers(),
+                           sqlite=getattr(self.app.broker, "path", None) is not None)
 
     async def beat(self, request: Request) -> Response:
         return self.render(request, "beat.html", entries=self.data.beat())

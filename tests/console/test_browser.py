@@ -119,6 +119,8 @@ def test_a_sent_task_appears_live_and_a_failed_one_is_retried_with_a_click(
     assert page.inner_text("#workers-alive") == "1"
     page.goto(f"{console.url}/workers")
     assert "solo" in page.inner_text("#workers")
+    # SQLite busy retries as the worker's heartbeat reports them
+    assert ("Busy retries" in page.inner_text("#workers thead")) == (project.transport == "sqlite")
     if SCREENSHOT and project.transport == "sqlite":
         for n in range(3):  # a queue no worker consumes, and a task for later
             tasks.add.apply_async((n, n), queue="reports")
