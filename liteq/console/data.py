@@ -2,10 +2,12 @@
 
 Everything comes from the broker and the result backend through the transport
 contract (``depth``, ``messages``, ``results_since``, ``get_result``, ``workers``,
-``beat_entries``), so the history the console shows is the store's: it survives
-restarts of the console and of the workers, and nothing is written on the task path
-for it. A task is the merge of its stored message (waiting or running) and its stored
-result (started or finished).
+``beat_entries``, ``task_counts``), so the history the console shows is the store's: it
+survives restarts of the console and of the workers. The only thing written on the task
+path for it is the per-minute counters the charts read, in the settle transaction (one
+statement per settled batch). A task is the merge of its stored message (waiting or
+running) and its stored result (started or finished, with when it was received and
+started).
 """
 
 from __future__ import annotations
