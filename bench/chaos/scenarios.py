@@ -229,7 +229,11 @@ def disk_full(transport: str, size: int) -> Row:
         mount.rmdir()
         row.notes.append(f"skipped: cannot mount a tmpfs ({done.stderr.strip()})")
         return _not_applicable(row, keep_notes=True)
-    world = World(transport)
+    try:
+        world = World(transport)
+    except Exception:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+        raise
     try:
         from liteq import LiteQ
         app = LiteQ("disk", broker=f"sqlite:///{mount / 'chaos.db'}")
