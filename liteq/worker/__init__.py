@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from liteq import __version__, platforms, signals
 from liteq.beat import Beat
-from liteq.exceptions import ImproperlyConfigured, WorkerLostError
+from liteq.exceptions import ImproperlyConfigured, OperationalError, WorkerLostError
 from liteq.platforms import WakePipe
 from liteq.records import error_record
 from liteq.routing import queues_from_setting
@@ -247,7 +247,10 @@ class Worker:
                 beat_thread.join(timeout=10)
             self._remote.stop()
             housekeeper.stop()
-            broker.unregister_worker(self.worker_id)
+            try:
+                broker.unregister_worker(self.worker_id)
+            except OperationalError as exc:  # its heartbeat record expires by itself
+                logger.error("could not unregister %s: %s", self.worker_id, exc)
             self._close_wake_pipe(restore_signals=main_thread)
             signals.worker_shutdown.send(sender=self)
             # (quietly for a worker inside an application: no banner, no farewell)
@@ -404,15 +407,14 @@ class Worker:
         if self._signals_seen > 1:
             self._on_cold_signal(signum, frame)
             return
-        print(f"worker: Warm shutdown ({signal.Signals(signum).name}): finishing running "
-              "tasks; press Ctrl-C again to stop now", file=terminal(sys.stderr), flush=True)
+        _say(f"worker: Warm shutdown ({signal.Signals(signum).name}): finishing running "
+             "tasks; press Ctrl-C again to stop now")
         signals.worker_shutting_down.send(sender=self.hostname, sig=signum, how="warm",
                                           exitcode=EXIT_OK)
         self._request_stop("warm")
 
     def _on_cold_signal(self, signum: int, frame: Any) -> None:
-        print(f"worker: Cold shutdown ({signal.Signals(signum).name})",
-              file=terminal(sys.stderr), flush=True)
+        _say(f"worker: Cold shutdown ({signal.Signals(signum).name})")
         signals.worker_shutting_down.send(sender=self.hostname, sig=signum, how="cold",
                                           exitcode=EXIT_FAILURE)
         self._request_stop("cold")
@@ -437,6 +439,15 @@ class Worker:
                                 "imported on first use" if self.spec.import_on_demand else "none"),
         ]
         print("\n".join(lines), file=terminal(sys.stdout), flush=True)
+
+
+def _say(text: str) -> None:
+    """Tell the terminal, from a signal handler: a closed stderr (``| tee`` gone) must
+    not raise in the middle of the loop, so the shutdown goes on without the message."""
+    try:
+        print(text, file=terminal(sys.stderr), flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 __all__ = ["ColdShutdown", "Worker", "WorkerOptions", "expand_nodename"]

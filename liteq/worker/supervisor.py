@@ -29,6 +29,7 @@ import logging
 import marshal
 import multiprocessing
 import os
+import random
 import selectors
 import signal
 import time
@@ -38,14 +39,14 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from liteq import platforms, serialization, signals
-from liteq.exceptions import TaskRevokedError, TimeLimitExceeded
+from liteq.exceptions import OperationalError, TaskRevokedError, TimeLimitExceeded
 from liteq.execute import Outcome
 from liteq.records import error_record
 from liteq.states import FAILURE, REVOKED
 from liteq.transports.base import Delivery, LeaseRef, LostTaskPolicy
 from liteq.utils.log import setup_task_loggers
 from liteq.worker import logs
-from liteq.worker.consumer import Consumer
+from liteq.worker.consumer import RETRY_FIRST, RETRY_MAX, STOP_SETTLE_TIMEOUT, Consumer
 from liteq.worker.pool import PoolOptions, SoloPool
 from liteq.worker.remote import child_commands, poll_child_commands, set_task_option, task_option
 
@@ -282,6 +283,33 @@ class _Child:
         return None
 
 
+class _CleanUp:
+    """What an exited child leaves to write: the task a hard time limit or a revocation
+    killed, the other tasks it had started (lost), its unstarted ones (released). Each
+    step is written once, however often the store refuses the next."""
+
+    def __init__(self, child: _Child, view: SlotView) -> None:
+        self.child = child
+        self.view = view
+        self.leases = view.leases
+        self.killed: str | None = None
+        if child.killed_for in ("time limit", "revoked") and view.running and self.leases:
+            self.killed = child.killed_for
+        elif self.leases and child.process.exitcode != 0:
+            logger.error("worker process %d %s while running %s", child.process.pid,
+                         _exit_reason(child.process.exitcode), view.current)
+
+    def run(self, supervisor: Supervisor) -> None:
+        if self.killed is not None:
+            lease = LeaseRef(*self.leases[-1])
+            if self.killed == "time limit":
+                supervisor._time_limit_failure(lease, self.view)
+            else:
+                supervisor._terminated(lease, self.view)
+            self.leases, self.killed = self.leases[:-1], None
+        supervisor._lose(self.child, self.leases)
+
+
 class Supervisor:
     """Starts, watches, replaces and stops the prefork children."""
 
@@ -301,6 +329,12 @@ class Supervisor:
         self._handlers: dict[int, Callable[[], None]] = {}
         self._failed_starts = 0
         self.stopping: str | None = None
+        #: clean-up writes for exited children the store refused, by child index: the
+        #: child is started again once its clean-up is written (its leases carry its id)
+        self._cleanups: dict[int, _CleanUp] = {}
+        self._failing_since: float | None = None
+        self._retry_at = 0.0
+        self._retry_delay = RETRY_FIRST
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -369,22 +403,32 @@ class Supervisor:
 
     def run(self) -> None:
         """Supervise until a warm stop drained the children, or a cold stop."""
-        while self.children():
-            if self.stopping == "cold":
-                self._kill_all()
-                break
-            self._check_deadlines()
-            self._check_revoked()
-            for key, _ in self._selector.select(self._timeout()):
-                if key.data is None:
-                    self._handlers[key.fd]()
-                else:
-                    self._child_exited(key.data)
-        self._selector.close()
+        try:
+            while self.children() or self._cleanups:
+                if self.stopping == "cold":
+                    self._kill_all()
+                    break
+                self._retry_clean_ups()
+                if not self.children() and self._give_up():
+                    break
+                self._check_deadlines()
+                self._check_revoked()
+                for key, _ in self._selector.select(self._timeout()):
+                    if key.data is None:
+                        self._handlers[key.fd]()
+                    else:
+                        self._child_exited(key.data)
+        except BaseException:
+            self._kill_all()  # whatever went wrong here, no child outlives the loop
+            raise
+        finally:
+            self._selector.close()
 
     def _timeout(self) -> float:
         now = time.monotonic()
         deadlines = [d for d in (child.deadline for child in self.children()) if d]
+        if self._cleanups:
+            deadlines.append(self._retry_at)
         if not deadlines:
             return CHECK_EVERY
         return max(0.0, min(CHECK_EVERY, min(deadlines) - now))
@@ -406,7 +450,12 @@ class Supervisor:
                    if (view := child.read()).running and view.task_id}
         if not running:
             return
-        for revocation in self.app.broker.revoked(list(running)):
+        try:
+            revoked = self.app.broker.revoked(list(running))
+        except OperationalError as exc:  # the store is unavailable: look again later
+            logger.debug("cannot read revocations: %s", exc)
+            return
+        for revocation in revoked:
             child = running[revocation.task_id]
             if not revocation.terminate or child.killed_for is not None:
                 continue
@@ -421,18 +470,8 @@ class Supervisor:
         self._selector.unregister(child.process.sentinel)
         self._children[child.index] = None
         error = self._startup_error(child)
-        view = child.read()
-        leases = view.leases
-        if child.killed_for == "time limit" and view.running and leases:
-            self._time_limit_failure(LeaseRef(*leases[-1]), view)
-            leases = leases[:-1]
-        elif child.killed_for == "revoked" and view.running and leases:
-            self._terminated(LeaseRef(*leases[-1]), view)
-            leases = leases[:-1]
-        elif leases and child.process.exitcode != 0:
-            logger.error("worker process %d %s while running %s", child.process.pid,
-                         _exit_reason(child.process.exitcode), view.current)
-        self._lose(child, leases)
+        self._cleanups[child.index] = _CleanUp(child, child.read())
+        self._clean_up(child.index)
         child.control.close()
         child.report.close()
         if error is not None or (not child.slot.ready and child.process.exitcode != 0):
@@ -443,8 +482,54 @@ class Supervisor:
                 raise PoolStartError(f"worker processes cannot start: {reason}")
         else:
             self._failed_starts = 0
-        if self.stopping is None:
+        if self.stopping is None and child.index not in self._cleanups:
             self._spawn(child.index)
+
+    def _clean_up(self, index: int) -> None:
+        """Write what an exited child leaves (its lost, killed and unstarted tasks);
+        when the store refuses, keep it and retry with backoff (``_retry_clean_ups``)."""
+        cleanup = self._cleanups[index]
+        now = time.monotonic()
+        try:
+            cleanup.run(self)
+        except OperationalError as exc:
+            if self._failing_since is None:
+                self._failing_since = now
+                logger.error("the store refused a write: %s; the clean-up after process %d "
+                             "is kept and retried (it is started again after)", exc,
+                             cleanup.child.process.pid)
+            self._retry_at = now + self._retry_delay * (0.5 + random.random())
+            self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
+            return
+        del self._cleanups[index]
+        if self._failing_since is not None and not self._cleanups:
+            logger.warning("the store takes writes again (after %.1fs): clean-up done",
+                           now - self._failing_since)
+            self._failing_since, self._retry_delay = None, RETRY_FIRST
+
+    def _retry_clean_ups(self) -> None:
+        if not self._cleanups or time.monotonic() < self._retry_at:
+            return
+        for index in list(self._cleanups):
+            self._clean_up(index)
+            if index in self._cleanups:
+                return  # still refused: wait for the next retry
+            if self.stopping is None:
+                self._spawn(index)
+
+    def _give_up(self) -> bool:
+        """Stopping with clean-ups the store refused for too long: stop anyway (the
+        leases expire and follow the lease rules)."""
+        if not self._cleanups:
+            return False
+        if self._failing_since is None or \
+                time.monotonic() - self._failing_since < STOP_SETTLE_TIMEOUT:
+            return False
+        logger.error("stopping without the clean-up of %d process(es): the store refused "
+                     "writes; their tasks follow the lease rules when the lease expires",
+                     len(self._cleanups))
+        self._cleanups.clear()
+        return True
 
     def _startup_error(self, child: _Child) -> str | None:
         with contextlib.suppress(EOFError, OSError):
@@ -485,6 +570,9 @@ class Supervisor:
             _kill(child.process)
         for child in self.children():
             self._child_exited(child)
+        while self._cleanups and not self._give_up():  # bounded by STOP_SETTLE_TIMEOUT
+            time.sleep(max(0.0, self._retry_at - time.monotonic()))
+            self._retry_clean_ups()
 
     # -- reporting -------------------------------------------------------------------
 
