@@ -320,8 +320,11 @@ class Worker:
         if self._remote is not None:
             supervisor.watch(self._remote.fileno(), self._apply_remote)
         supervisor.start()
-        self._ready()
-        supervisor.run()
+        try:
+            self._ready()
+            supervisor.run()
+        finally:
+            supervisor.kill_leftovers()  # no pool process outlives a failed start or run
 
     def _run_in_process(self, pipe: WakePipe) -> None:
         pool = POOLS[self.pool_name](self.app, self.spec, self.concurrency, self._pool_options())

@@ -574,6 +574,14 @@ class Supervisor:
             time.sleep(max(0.0, self._retry_at - time.monotonic()))
             self._retry_clean_ups()
 
+    def kill_leftovers(self) -> None:
+        """Kill children still running (after an error in the main process): they
+        ignore SIGTERM, so nothing else would stop them."""
+        for child in self.children():
+            _kill(child.process)
+            with contextlib.suppress(Exception):
+                child.process.join(STOP_GRACE)
+
     # -- reporting -------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
