@@ -238,7 +238,7 @@ class Worker:
             housekeeper.start()
             self._remote.start()
             if self.pool_name == "prefork":
-                self._run_prefork(pipe, housekeeper.busy)
+                self._run_prefork(pipe, housekeeper)
             else:
                 self._run_in_process(pipe)
         finally:
@@ -305,16 +305,23 @@ class Worker:
         logger.info("%s ready.", self.hostname)
         self.ready.set()
 
-    def _run_prefork(self, pipe: WakePipe, fork_guard: Any) -> None:
+    def _run_prefork(self, pipe: WakePipe, housekeeper: Housekeeper) -> None:
         pool_options = self._pool_options()
         # Resolved here (spawn on macOS/Windows...), so children know how they started.
         pool_options = dataclasses.replace(
             pool_options, start_method=platforms.start_method(pool_options.start_method))
+        # Children stop claiming when heartbeats (which renew their leases) stop for this
+        # long: between two missed beats and half a lease.
+        interval = self.heartbeat_interval
+        stale_after = max(2 * interval, min(self.lease / 2, 3 * interval))
         options = ChildOptions(worker_id=self.worker_id, queues=tuple(self.queues),
                                capacity=self.capacity // self.concurrency, lease=self.lease,
-                               policy=self.policy, pool=pool_options)
+                               policy=self.policy, pool=pool_options,
+                               stale_after=stale_after)
         supervisor = Supervisor(self.app, self.spec, self.concurrency, options,
-                                start_method=options.pool.start_method, fork_guard=fork_guard)
+                                start_method=options.pool.start_method,
+                                fork_guard=housekeeper.busy)
+        housekeeper.on_beat = supervisor.beat
         self._adopt(supervisor)
         supervisor.watch(pipe.fileno(), pipe.drain)
         if self._remote is not None:

@@ -55,6 +55,8 @@ CLAIM_WINDOW = 0.02
 #: After a wake-up that found nothing (a publish not yet committed), look again at these
 #: delays (seconds).
 RECHECKS = (0.005, 0.05, 0.5)
+#: How often a paused loop looks whether it may go on (seconds).
+PAUSE_CHECK = 0.25
 #: First and longest pause before writing again to a store that refused a write (s).
 RETRY_FIRST, RETRY_MAX = 0.1, 5.0
 #: A stopping worker gives up settling after the store refused writes this long (s):
@@ -130,6 +132,10 @@ class Consumer:
         #: remote control commands sent so far, so no task runs under the old options,
         #: prefetched ones included)
         self.before_claim: Callable[[], None] | None = None
+        #: True while this process must neither claim nor start tasks (a prefork child
+        #: whose worker's main process stopped heartbeating: its leases are not renewed)
+        self.paused_when: Callable[[], bool] | None = None
+        self._paused = False
         self._first_finished = 0.0
         self._runtime: float | None = None  # moving average of task run time
         self._selector = selectors.DefaultSelector()
@@ -158,6 +164,7 @@ class Consumer:
         """One iteration of the loop. Tests drive it with their own clock (``now``,
         monotonic seconds) and ``wait=False`` (look at wake-ups, never sleep)."""
         now = self.clock() if now is None else now
+        self._check_paused()
         self._collect(now)
         self._settle_and_claim(now)
         self._dispatch()
@@ -306,7 +313,21 @@ class Consumer:
         self._retry_at = now + self._retry_delay * (0.5 + random.random())
         self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
 
+    def _check_paused(self) -> None:
+        paused = self.paused_when is not None and self.paused_when()
+        if paused == self._paused:
+            return
+        self._paused = paused
+        if paused:
+            logger.warning("the worker's main process stopped heartbeating (its leases are "
+                           "not renewed): not claiming or starting tasks until it does")
+        else:
+            logger.warning("the worker's main process heartbeats again: claiming resumed")
+            self._want_claim = True
+
     def _claim_due(self, now: float) -> bool:
+        if self._paused:
+            return False
         if self._next_eta is not None and self.wall() >= self._next_eta:
             self._next_eta = None
             return True
@@ -343,7 +364,7 @@ class Consumer:
     def _dispatch(self) -> None:
         if self.buffer and self.before_claim is not None and self.pool.free() > 0:
             self.before_claim()
-        while self.buffer and self.pool.free() > 0 and not self.stopping:
+        while self.buffer and self.pool.free() > 0 and not self.stopping and not self._paused:
             delivery = self.buffer.popleft()
             self.tracker.started(delivery)
             self.pool.dispatch(delivery)
@@ -361,8 +382,11 @@ class Consumer:
 
     def timeout(self, now: float) -> float:
         """How long the loop may sleep now (0.0: there is work to do)."""
-        if self.pool.has_results() or (self.buffer and self.pool.free() > 0
-                                       and not self.stopping):
+        if self.pool.has_results():
+            return 0.0
+        if self._paused:
+            return PAUSE_CHECK
+        if self.buffer and self.pool.free() > 0 and not self.stopping:
             return 0.0
         if self._failing_since is not None:  # the store refused writes: wait to retry
             return max(0.0, min(IDLE_WAIT, self._retry_at - now))

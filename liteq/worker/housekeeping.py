@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from liteq.exceptions import OperationalError
 from liteq.transports.base import LostTaskPolicy, Transport
 
 logger = logging.getLogger("liteq.worker")
@@ -52,6 +53,8 @@ class Housekeeper(threading.Thread):
         self.policy = policy
         self.info = info
         self._stop_event = threading.Event()
+        #: called after each heartbeat the store took (prefork children watch it)
+        self.on_beat: Callable[[], None] | None = None
         #: held while this thread is inside the database: a fork() must not happen then,
         #: or the child inherits SQLite's mutexes locked and hangs (see Supervisor)
         self.busy = threading.Lock()
@@ -81,6 +84,9 @@ class Housekeeper(threading.Thread):
     def _guard(self, action: Callable[[], Any], default: Any = None) -> Any:
         try:
             return action()
+        except OperationalError as exc:  # the store refuses writes for now: one line
+            logger.error("housekeeping: %s; retrying in %.1fs", exc, self.interval)
+            return default
         except Exception:
             logger.exception("housekeeping failed; retrying in %.1fs", self.interval)
             return default
@@ -88,6 +94,8 @@ class Housekeeper(threading.Thread):
     def tick(self) -> None:
         """One round: heartbeat (renews leases), reap expired leases."""
         self.broker.heartbeat(self.worker_id, self.lease, self.info())
+        if self.on_beat is not None:
+            self.on_beat()
         report = self.broker.reap_expired(self.policy)
         for task_id in report.requeued:
             logger.warning("task %s: its worker stopped renewing the lease; queued again",

@@ -32,6 +32,7 @@ import os
 import random
 import selectors
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -66,8 +67,16 @@ CHECK_EVERY = 1.0
 _LEASES_BYTES = 8192
 
 
+#: Longest a pool process whose worker died takes to give back its tasks (seconds).
+ORPHAN_GRACE = 10.0
+
+
 class PoolStartError(RuntimeError):
     """Children cannot start (the app or its tasks fail to import)."""
+
+
+class ParentGone(BaseException):
+    """Raised in a pool process's running task when its worker died (Linux)."""
 
 
 class Slot(ctypes.Structure):
@@ -102,6 +111,8 @@ class ChildOptions:
     pool: PoolOptions
     #: task options changed by remote control: (task name, option, value), in order
     task_options: tuple[tuple[str, str, Any], ...] = ()
+    #: children stop claiming when the main process's last heartbeat is this old (s)
+    stale_after: float | None = None
 
 
 # -- the child -----------------------------------------------------------------------
@@ -158,11 +169,16 @@ class SlotWriter:
 
 
 def child_main(spec: AppSpec, control: Connection, report: Connection, index: int,
-               slot: Slot, options: ChildOptions, parent_pid: int) -> None:
+               slot: Slot, options: ChildOptions, parent_pid: int,
+               heartbeat: Any = None) -> None:
     """A prefork child: run the consumer loop until told to stop or recycled."""
-    platforms.die_with_parent()
     pool_options = options.pool
     method = pool_options.start_method  # the one the supervisor resolved and used
+    orphan = _Orphan(parent_pid, method)
+    gone_signal = platforms.parent_death_signal()
+    if gone_signal is not None:
+        signal.signal(gone_signal, orphan.on_signal)
+    platforms.die_with_parent(gone_signal)
     if method != "forkserver" and os.getppid() != parent_pid:
         os._exit(1)  # the worker died before prctl took effect
     # The main process decides about shutdown; Ctrl-C reaches the whole process group.
@@ -196,15 +212,65 @@ def child_main(spec: AppSpec, control: Connection, report: Connection, index: in
         consumer.recycle_when = lambda: platforms.rss_kib() > limit
     consumer.watch(control.fileno(), lambda: child_commands(control, consumer, pool))
     consumer.before_claim = lambda: poll_child_commands(control, consumer, pool)
+    stale_after = options.stale_after
+    if heartbeat is not None and stale_after:
+        # the main process renews this child's leases with its heartbeat: stalled
+        # (SIGSTOP, swapped out, stuck), it renews nothing, so claim nothing new
+        consumer.paused_when = lambda: time.monotonic() - heartbeat.value > stale_after
+    orphan.consumer, orphan.pool = consumer, pool
     slot.ready = 1
     try:
-        consumer.run()
+        try:
+            consumer.run()
+        except ParentGone:
+            pass
+        if orphan.gone:
+            orphan.give_back()
+            os._exit(1)
         consumer.return_prefetched()
     finally:
         consumer.close()
     signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
 
 
+
+
+class _Orphan:
+    """A pool process whose worker died (``SIGUSR2`` from the kernel, Linux): it stops
+    its task, records it as lost (started: WorkerLostError, or again with acks_late),
+    stores the outcomes it holds and gives back its unstarted tasks, then exits; all
+    within ``ORPHAN_GRACE`` seconds, else it exits anyway (the leases expire)."""
+
+    def __init__(self, parent_pid: int, method: str | None) -> None:
+        self.parent_pid = parent_pid
+        self.method = method
+        self.consumer: Consumer | None = None
+        self.pool: SoloPool | None = None
+        self.gone = False
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        if self.method != "forkserver" and os.getppid() == self.parent_pid:
+            return  # not the kernel's notice: the worker is alive
+        if self.gone:
+            return
+        self.gone = True
+        deadline = threading.Timer(ORPHAN_GRACE, os._exit, (1,))
+        deadline.daemon = True
+        deadline.start()
+        if self.consumer is None:
+            os._exit(1)  # still starting: nothing claimed yet
+        self.consumer.stop("cold")
+        if self.pool is not None and self.pool.busy:
+            raise ParentGone()
+
+    def give_back(self) -> None:
+        assert self.consumer is not None and self.pool is not None
+        logger.error("the worker's main process is gone: this pool process gives back its "
+                     "unstarted tasks and exits")
+        with contextlib.suppress(Exception):
+            self.consumer.finish(self.pool.stop(cold=True))
+        with contextlib.suppress(Exception):
+            self.consumer.return_prefetched()
 
 
 def _hard_limit(delivery: Delivery) -> float | None:
@@ -329,6 +395,8 @@ class Supervisor:
         self._handlers: dict[int, Callable[[], None]] = {}
         self._failed_starts = 0
         self.stopping: str | None = None
+        #: when the main process last heartbeat (time.monotonic(), shared with children)
+        self.heartbeat: Any = self._context.RawValue(ctypes.c_double, time.monotonic())
         #: clean-up writes for exited children the store refused, by child index: the
         #: child is started again once its clean-up is written (its leases carry its id)
         self._cleanups: dict[int, _CleanUp] = {}
@@ -338,7 +406,13 @@ class Supervisor:
 
     # -- lifecycle -------------------------------------------------------------------
 
+    def beat(self) -> None:
+        """The main process heartbeat (its children's leases are renewed): children
+        claim while this is recent (``ChildOptions.stale_after``)."""
+        self.heartbeat.value = time.monotonic()
+
     def start(self) -> None:
+        self.beat()
         for index in range(self.concurrency):
             self._spawn(index)
 
@@ -349,7 +423,7 @@ class Supervisor:
         process = self._context.Process(
             target=child_main,
             args=(self.spec, control_reader, report_writer, index, slot, self.options,
-                  os.getpid()),
+                  os.getpid(), self.heartbeat),
             name=f"ForkPoolWorker-{index + 1}",
             daemon=True,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -60,3 +61,22 @@ def test_worker_exits_after_its_output_pipe_closed(project: Project, busy: bool)
         if worker.poll() is None:
             worker.kill()
             worker.wait(10)
+
+
+def test_pool_stops_claiming_while_its_main_process_is_stopped(project: Project) -> None:
+    tasks = reliability_module(project, lease=3.0)  # heartbeats every 0.5 s
+    log = project.root / "log"
+    worker = project.worker("-c", "2", "-A", tasks.__name__, pool="prefork", database="")
+    assert tasks.noop.delay(str(log), 0).get(timeout=30) == 0
+    worker.signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: "stopped heartbeating" in worker.output(), 30,
+                 message="the pool noticing")
+        sent = [tasks.noop.delay(str(log), i) for i in range(1, 5)]
+        time.sleep(2.0)  # time that must pass: the pool could claim them in it
+        assert all(res.state == "PENDING" for res in sent)
+        assert tasks.app.broker.depth()["celery"].ready == len(sent)
+    finally:
+        worker.signal(signal.SIGCONT)
+    assert [res.get(timeout=30) for res in sent] == [1, 2, 3, 4]
+    assert "heartbeats again: claiming resumed" in worker.output()
