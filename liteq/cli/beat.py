@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from liteq.beat import Beat, describe
-from liteq.cli.base import app_option, cli, handle_errors, loglevel_type, resolve, setup_logging
+from liteq.cli.base import app_option, cli, handle_errors, loglevel_type, resolve
 from liteq.cli.daemon import detach as become_daemon
 from liteq.cli.daemon import expand_path, holding_pidfile
+from liteq.worker.logs import configure_logging
 
 if TYPE_CHECKING:
     from liteq.app import LiteQ
@@ -75,7 +76,7 @@ def beat(ctx: click.Context, database: str | None, app_path: str | None, logleve
     if detach:
         assert pid_path is not None and log_path is not None
         become_daemon(pid_path, log_path)
-    setup_logging(loglevel, app.conf.worker_log_format, log_path)
+    configure_logging(app, loglevel, log_path)
     with holding_pidfile(pid_path):
         _run(app)
     sys.exit(0)
