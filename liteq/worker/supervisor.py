@@ -173,11 +173,7 @@ def child_main(spec: AppSpec, control: Connection, report: Connection, index: in
     """A prefork child: run the consumer loop until told to stop or recycled."""
     pool_options = options.pool
     method = pool_options.start_method  # the one the supervisor resolved and used
-    orphan = _Orphan(parent_pid, method)
-    gone_signal = platforms.parent_death_signal()
-    if gone_signal is not None:
-        signal.signal(gone_signal, orphan.on_signal)
-    platforms.die_with_parent(gone_signal)
+    orphan = _Orphan.watch(parent_pid, method)
     if method != "forkserver" and os.getppid() != parent_pid:
         os._exit(1)  # the worker died before prctl took effect
     # The main process decides about shutdown; Ctrl-C reaches the whole process group.
@@ -221,14 +217,7 @@ def child_main(spec: AppSpec, control: Connection, report: Connection, index: in
     orphan.consumer, orphan.pool = consumer, pool
     slot.ready = 1
     try:
-        try:
-            consumer.run()
-        except ParentGone:
-            pass
-        if orphan.gone:
-            orphan.give_back()
-            os._exit(1)
-        consumer.return_prefetched()
+        orphan.run()
     finally:
         consumer.close()
     signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
@@ -248,6 +237,28 @@ class _Orphan:
         self.consumer: Consumer | None = None
         self.pool: SoloPool | None = None
         self.gone = False
+
+    @classmethod
+    def watch(cls, parent_pid: int, method: str | None) -> _Orphan:
+        """Ask the kernel for a signal when the worker dies, and handle it."""
+        orphan = cls(parent_pid, method)
+        gone_signal = platforms.parent_death_signal()
+        if gone_signal is not None:
+            signal.signal(gone_signal, orphan.on_signal)
+        platforms.die_with_parent(gone_signal)
+        return orphan
+
+    def run(self) -> None:
+        """The consumer loop until stopped; orphaned: give back, and exit now."""
+        assert self.consumer is not None
+        try:
+            self.consumer.run()
+        except ParentGone:
+            pass
+        if self.gone:
+            self.give_back()
+            os._exit(1)
+        self.consumer.return_prefetched()
 
     def on_signal(self, signum: int, frame: Any) -> None:
         if self.method != "forkserver" and os.getppid() == self.parent_pid:
