@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from liteq.beat import Beat, describe
+from liteq.beat import Beat, check_scheduler, describe
 from liteq.cli.base import app_option, cli, handle_errors, loglevel_type, resolve
 from liteq.cli.daemon import detach as become_daemon
 from liteq.cli.daemon import expand_path, holding_pidfile
@@ -43,11 +43,14 @@ def _when(timestamp: float | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="With --show: print JSON.")
 @click.option("-s", "--schedule", "schedule_file", default=None, hidden=True,
               help="Accepted for Celery compatibility: the schedule lives in the database.")
+@click.option("-S", "--scheduler", default=None,
+              help="Celery's persistent scheduler is what liteq's beat is; any other "
+                   "(e.g. django_celery_beat's) is refused (beat_scheduler).")
 @click.pass_context
 @handle_errors
 def beat(ctx: click.Context, database: str | None, app_path: str | None, loglevel: int,
          logfile: str | None, pidfile: str | None, detach: bool, show: bool, as_json: bool,
-         schedule_file: str | None) -> None:
+         schedule_file: str | None, scheduler: str | None) -> None:
     """Send periodic tasks on time; several beats on one file fire each tick once.
 
     \b
@@ -55,6 +58,9 @@ def beat(ctx: click.Context, database: str | None, app_path: str | None, logleve
     liteq beat tasks.db --show      list entries with their next run
     """
     app, _ = resolve(ctx, app_path, database, must_exist=show)  # --show only reads
+    if scheduler is not None:
+        app.conf.beat_scheduler = scheduler
+    check_scheduler(app.conf.beat_scheduler)  # before detaching: the error reaches you
     if show:
         rows = describe(app)
         if as_json:

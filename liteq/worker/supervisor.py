@@ -435,11 +435,12 @@ class Supervisor:
     # -- reporting -------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
-        running = processed = 0
+        running = processed = busy = 0
         for child in self.children():
             running += child.slot.running
             processed += child.slot.processed
-        return {"active": running, "processed": processed}
+            busy += child.slot.busy_retries
+        return {"active": running, "processed": processed, "busy_retries": busy}
 
 
 def _termination_signal(name: str | None) -> int:
