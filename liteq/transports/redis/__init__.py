@@ -32,7 +32,9 @@ SQLite transport's semantics with Redis primitives:
 Every change is one Lua script (``scripts.py``); key names live in ``keys.py`` under a
 prefix (``"liteq:"``; ``broker_transport_options={"global_keyprefix": "app1:"}`` lets
 apps share one Redis); connecting, retrying and forking are ``connection.py``'s. Redis
-6.2 or newer; Redis Cluster is not supported (scripts touch keys of many slots).
+6.2 or newer. ``sentinel://`` URLs follow a Sentinel-managed master through failovers,
+and ``redis+cluster://`` URLs put every key of an app in one Cluster slot
+(``topology.py``).
 Durability is Redis's: run it with ``appendonly yes`` (liteq warns when it is off).
 """
 
@@ -67,7 +69,7 @@ from liteq.transports.base import (
 )
 from liteq.transports.redis.connection import Connection, redacted
 from liteq.transports.redis.health import redis_health
-from liteq.transports.redis.keys import DEFAULT_PREFIX, Keys
+from liteq.transports.redis.keys import DEFAULT_PREFIX, Keys, hash_tagged
 from liteq.transports.redis.monitor import MonitorRole
 from liteq.transports.redis.scripts import Scripts, read_result, read_revocation
 from liteq.transports.redis.wakeup import ResultWaiter, WakeListener
@@ -108,7 +110,7 @@ class RedisTransport(MonitorRole, Transport):
         {}
     """
 
-    schemes = ("redis", "rediss", "unix")
+    schemes = ("redis", "rediss", "unix", "sentinel", "redis+cluster", "rediss+cluster")
     supports_app_transactions = False
 
     def __init__(self, url: str, options: dict[str, Any]) -> None:
@@ -116,9 +118,9 @@ class RedisTransport(MonitorRole, Transport):
         prefix = options.get("global_keyprefix", DEFAULT_PREFIX)
         if not isinstance(prefix, str):
             raise ImproperlyConfigured(f"global_keyprefix must be a string, not {prefix!r}")
-        self.keys = Keys(prefix)
         self._conn = Connection(url, options)
-        self._scripts = Scripts(self.keys)
+        self.keys = Keys(hash_tagged(prefix) if self._conn.cluster else prefix)
+        self._scripts = Scripts(self.keys, cluster=self._conn.cluster)
         # Publish ids and settled tokens outlive every retry of their call.
         self._marker_ms = int((self._conn.timeout + 10.0) * 1000)
         self._opened = False

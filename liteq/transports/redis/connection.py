@@ -1,7 +1,8 @@
 """One place owns the connection to Redis: URL, TLS, credentials, retries, forks.
 
 * URLs: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (TLS) and
-  ``unix:///path/redis.sock?db=N``, as redis-py reads them; Celery's
+  ``unix:///path/redis.sock?db=N``, as redis-py reads them; ``sentinel://`` and
+  ``redis+cluster://`` (several joined by ``;``: ``topology.py``); Celery's
   ``ssl_cert_reqs=CERT_NONE`` spelling works too, and so do the settings
   ``broker_use_ssl`` / ``redis_backend_use_ssl`` (a dict of ``ssl_*`` options).
 * Messages name the URL without its password (:func:`redacted`).
@@ -35,6 +36,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from liteq.exceptions import ImproperlyConfigured, OperationalError
+from liteq.transports.redis import topology
 
 logger = logging.getLogger("liteq.transports.redis")
 
@@ -65,6 +67,8 @@ def redacted(url: str) -> str:
         >>> redacted("rediss://app:s3cret@db.example/0?password=x")
         'rediss://app@db.example/0'
     """
+    if ";" in url.partition("?")[0]:  # sentinel://a;sentinel://b
+        return ";".join(redacted(part) for part in url.split(";") if part.strip())
     parts = urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:
@@ -132,11 +136,16 @@ class Connection:
             options, "redis_max_connections")
         if max_connections:
             self._kwargs["max_connections"] = int(max_connections)
+        self.servers = topology.parse(self.url, self.location)
         scheme = urlsplit(self.url).scheme
-        if scheme in ("redis", "rediss"):  # TCP: notice a peer that vanished
+        if scheme != "unix":  # TCP: notice a peer that vanished
             self._kwargs["socket_keepalive"] = True
-        if scheme == "rediss":
+        if scheme == "rediss" or (self.servers.kind == "sentinel"
+                                  and _setting(options, "broker_use_ssl")):
             self._kwargs.update(self._ssl_options(options))
+            if self.servers.kind == "sentinel":
+                self._kwargs["ssl"] = True
+        self._options = options
         self._client: redis.Redis | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -179,8 +188,20 @@ class Connection:
                 client = self._client
         return client
 
+    @property
+    def cluster(self) -> bool:
+        """True for a Redis Cluster (``redis+cluster://``)."""
+        return self.servers.cluster
+
     def _make_client(self) -> redis.Redis:
         try:
+            if self.servers.kind == "sentinel":
+                client: redis.Redis = topology.sentinel_client(
+                    self.servers, self._options, self.location, self._kwargs)
+                return client
+            if self.servers.kind == "cluster":
+                cluster: redis.Redis = topology.cluster_client(self.servers, self._kwargs)
+                return cluster
             return redis.Redis.from_url(self.url, **self._kwargs)
         except (ValueError, TypeError) as exc:
             raise ImproperlyConfigured(f"bad Redis URL {self.location}: {exc}") from None
@@ -196,7 +217,8 @@ class Connection:
         client, self._client = self._client, None
         if client is not None and self._pid == os.getpid():
             client.close()
-            client.connection_pool.disconnect()
+            if not self.cluster:  # (a cluster client closes every node's pool itself)
+                client.connection_pool.disconnect()
 
     # -- calls -----------------------------------------------------------------------
 
@@ -267,7 +289,10 @@ class Connection:
         client = self._client
         if client is not None and self._pid == os.getpid():
             try:
-                client.connection_pool.disconnect(inuse_connections=False)
+                if self.cluster:
+                    client.disconnect_connection_pools()  # type: ignore[attr-defined]
+                else:
+                    client.connection_pool.disconnect(inuse_connections=False)
             except redis.RedisError:
                 pass
 

@@ -8,7 +8,8 @@ helpers and the calling convention) is put in front of each when they are loaded
 Key names come from :class:`~.keys.Keys`: each script starts with a prelude that
 defines them as Lua constants (so no script spells a name, and a call sends only its
 own arguments, which halves the bytes of a ``delay()``). Scripts therefore declare no
-KEYS, one reason Redis Cluster is not supported.
+KEYS, except on a Redis Cluster, where each call names one key of the app (all of them
+share one hash tag, so one slot) so that the client sends it to the shard holding them.
 
 What each script does, in one line:
 
@@ -257,16 +258,18 @@ class Scripts:
     """liteq's Lua scripts bound to one key layout; each method takes the client to
     run on (the transport's, which retries a lost connection around the call)."""
 
-    def __init__(self, keys: Keys) -> None:
+    def __init__(self, keys: Keys, cluster: bool = False) -> None:
         self._scripts = load_scripts(keys)
+        #: the KEYS of every call: none, or on a cluster one key in the app's slot
+        self._keys: tuple[Any, ...] = (1, keys.seq) if cluster else (0,)
 
     def _run(self, client: Any, name: str, args: Sequence[Any]) -> Any:
         script = self._scripts[name]
         try:
-            return client.evalsha(script.sha, 0, *args)
+            return client.evalsha(script.sha, *self._keys, *args)
         except NoScriptError:  # a restarted (or another) server: load it, once
-            client.script_load(script.text)
-            return client.evalsha(script.sha, 0, *args)
+            client.script_load(script.text)  # (a cluster client loads it on every shard)
+            return client.evalsha(script.sha, *self._keys, *args)
 
     # -- messages --------------------------------------------------------------------
 
