@@ -67,7 +67,7 @@ from liteq.transports.base import (
     Waiter,
     WorkerInfo,
 )
-from liteq.transports.redis.connection import Connection, redacted
+from liteq.transports.redis.connection import Connection, ReplicaWait, redacted
 from liteq.transports.redis.health import redis_health
 from liteq.transports.redis.keys import DEFAULT_PREFIX, Keys, hash_tagged
 from liteq.transports.redis.monitor import MonitorRole
@@ -120,11 +120,31 @@ class RedisTransport(MonitorRole, Transport):
             raise ImproperlyConfigured(f"global_keyprefix must be a string, not {prefix!r}")
         self._conn = Connection(url, options)
         self.keys = Keys(hash_tagged(prefix) if self._conn.cluster else prefix)
-        self._scripts = Scripts(self.keys, cluster=self._conn.cluster)
+        self._scripts = Scripts(self.keys, cluster=self._conn.cluster,
+                                wait=self._replica_wait(options))
         # Publish ids and settled tokens outlive every retry of their call.
         self._marker_ms = int((self._conn.timeout + 10.0) * 1000)
         self._opened = False
         self._open_lock = threading.Lock()
+
+    def _replica_wait(self, options: dict[str, Any]) -> ReplicaWait | None:
+        sentinel = self._conn.servers.kind == "sentinel"
+        replicas = options.get("wait_for_replicas", 1 if sentinel else 0)
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise ImproperlyConfigured(
+                f"wait_for_replicas must be a number of replicas (0, 1, ...), not {replicas!r}")
+        timeout = options.get("wait_for_replicas_timeout", 0.5)
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ImproperlyConfigured(
+                f"wait_for_replicas_timeout must be a number of seconds, not {timeout!r}")
+        if not replicas:
+            return None
+        servers = self._conn.servers
+        replica_kwargs = {"password": servers.password, "username": servers.username,
+                          "socket_timeout": float(timeout),
+                          "socket_connect_timeout": float(timeout)}
+        return ReplicaWait(replicas, float(timeout), sentinel, redacted(self.url),
+                           replica_kwargs)
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -53,6 +53,82 @@ _REFUSED: tuple[type[Exception], ...] = (
     redis.AuthenticationError, redis.exceptions.NoPermissionError,
     redis.exceptions.AuthenticationWrongNumberOfArgsError,
 )
+class ReplicasBehind(redis.ConnectionError):
+    """Fewer replicas than ``wait_for_replicas`` confirmed a write in time (after a
+    failover: this server is no longer the master): the call is retried."""
+
+
+class ReplicaWait:
+    """Whether each script's writes wait for replicas (``WAIT``), and what a shortfall
+    means.
+
+    A Sentinel failover promotes a replica while the old master, not yet told, goes on
+    accepting writes for seconds; they vanish when it becomes a replica. So with
+    ``wait_for_replicas`` (1 by default on ``sentinel://``) a call counts as done only
+    once that many replicas confirm it. When fewer do within ``wait_for_replicas_timeout``
+    (0.5 s), on Sentinel: if a replica the sentinels know already calls itself a master,
+    or the sentinels name another master, :class:`ReplicasBehind` makes the call retry
+    (on the new master once the sentinels name it; every script is idempotent for a
+    retry). Otherwise the replicas are just behind or down: the write stands, with a
+    warning, and writes skip the wait for :attr:`PAUSE` seconds. Without Sentinel a
+    shortfall is always retried.
+    """
+
+    #: Seconds writes go unconfirmed after a master with lagging replicas was confirmed.
+    PAUSE = 5.0
+
+    def __init__(self, replicas: int, timeout: float, sentinel: bool, location: str,
+                 replica_kwargs: Mapping[str, Any]) -> None:
+        self.replicas = replicas
+        self.timeout_ms = max(1, int(timeout * 1000))
+        self.sentinel = sentinel
+        self.location = location
+        self._replica_kwargs = dict(replica_kwargs)
+        self._paused_until = 0.0
+
+    @property
+    def active(self) -> bool:
+        """True when the next write should wait for replicas."""
+        return self.replicas > 0 and time.monotonic() >= self._paused_until
+
+    def confirmed(self, client: redis.Redis, replicas: int) -> None:
+        """Accept a write ``replicas`` replicas confirmed, or raise to retry it.
+
+        Raises:
+            ReplicasBehind: too few confirmed, and this may not be the master any more.
+        """
+        if replicas >= self.replicas:
+            return
+        behind = ReplicasBehind(f"{replicas} of {self.replicas} replicas confirmed a write "
+                                f"within {self.timeout_ms} ms (wait_for_replicas)")
+        if not self.sentinel or self._failing_over(client):
+            raise behind
+        self._paused_until = time.monotonic() + self.PAUSE
+        logger.warning("Redis at %s: %s, and no failover is under way: writes go "
+                       "unconfirmed by replicas for %gs", self.location, behind, self.PAUSE)
+
+    def _failing_over(self, client: redis.Redis) -> bool:
+        """True unless the sentinels name the same master and no replica they know has
+        been promoted (a replica calls itself master before the sentinels say so)."""
+        pool: Any = client.connection_pool
+        before = getattr(getattr(pool, "proxy", None), "master_address", None)
+        try:
+            if before is None or pool.get_master_address() != before:
+                return True
+            replicas = pool.sentinel_manager.discover_slaves(pool.service_name)
+        except redis.RedisError:
+            return True  # cannot tell: retry
+        for host, port in replicas:
+            try:
+                with redis.Redis(host=host, port=port, **self._replica_kwargs) as replica:
+                    role = replica.execute_command("ROLE")[0]
+            except redis.RedisError:
+                continue  # a replica that is down was not promoted
+            if role in (b"master", "master"):
+                return True
+        return False
+
+
 _CERT_REQS = {"cert_none": "none", "none": "none", "cert_optional": "optional",
               "optional": "optional", "cert_required": "required", "required": "required"}
 _SECRET_QUERY = {"password", "ssl_password"}
@@ -262,7 +338,7 @@ class Connection:
             if attempts == 1:
                 logger.warning("Redis at %s: %s; retrying for up to %gs", self.location,
                                _reason(error), self.timeout)
-                self._drop_idle()
+            self._drop_idle()  # (after a failover: connections to the old master)
             time.sleep(delay)
             delay = min(delay * 2, self.interval_max)
 
@@ -297,4 +373,4 @@ class Connection:
                 pass
 
 
-__all__ = ["Connection", "redacted"]
+__all__ = ["Connection", "ReplicaWait", "ReplicasBehind", "redacted"]

@@ -59,6 +59,7 @@ from liteq.transports.base import (
     Revocation,
     Settlement,
 )
+from liteq.transports.redis.connection import ReplicaWait
 from liteq.transports.redis.keys import Keys
 
 NAMES = (
@@ -258,18 +259,47 @@ class Scripts:
     """liteq's Lua scripts bound to one key layout; each method takes the client to
     run on (the transport's, which retries a lost connection around the call)."""
 
-    def __init__(self, keys: Keys, cluster: bool = False) -> None:
+    def __init__(self, keys: Keys, cluster: bool = False,
+                 wait: ReplicaWait | None = None) -> None:
         self._scripts = load_scripts(keys)
         #: the KEYS of every call: none, or on a cluster one key in the app's slot
         self._keys: tuple[Any, ...] = (1, keys.seq) if cluster else (0,)
+        #: whether writes wait for replicas (wait_for_replicas)
+        self._wait = wait
 
     def _run(self, client: Any, name: str, args: Sequence[Any]) -> Any:
+        if self._wait is not None and self._wait.active:
+            return self._run_replicated(client, name, args, self._wait)
         script = self._scripts[name]
         try:
             return client.evalsha(script.sha, *self._keys, *args)
         except NoScriptError:  # a restarted (or another) server: load it, once
             client.script_load(script.text)  # (a cluster client loads it on every shard)
             return client.evalsha(script.sha, *self._keys, *args)
+
+    def _run_replicated(self, client: Any, name: str, args: Sequence[Any],
+                        wait: ReplicaWait) -> Any:
+        """The script, then ``WAIT`` for replicas, in one round trip.
+
+        Raises:
+            ReplicasBehind: too few replicas confirmed, and this server may no longer
+                be the master (the caller retries: every script is idempotent for it).
+        """
+        script = self._scripts[name]
+        for attempt in range(2):
+            pipe = client.pipeline(transaction=False)
+            pipe.evalsha(script.sha, *self._keys, *args)
+            pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms)
+            try:
+                reply, confirmed = pipe.execute()
+            except NoScriptError:
+                if attempt:
+                    raise
+                client.script_load(script.text)
+                continue
+            wait.confirmed(client, int(confirmed))
+            return reply
+        raise AssertionError("unreachable")
 
     # -- messages --------------------------------------------------------------------
 
