@@ -35,6 +35,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (10,000 higher) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 def require_redis_server() -> str:
     """The redis-server binary, or skip (fail under CI=true, where it must run)."""
     if REDIS_SERVER is None:
@@ -256,7 +270,7 @@ class ClusterSet:
 
     def __init__(self, directory: Path) -> None:
         self.nodes = [
-            RedisServer(directory / f"node{index}", extra=[
+            RedisServer(directory / f"node{index}", port=free_cluster_port(), extra=[
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", str(directory / f"node{index}" / "nodes.conf"),
                 "--cluster-node-timeout", "2000"])

@@ -121,7 +121,7 @@ class RedisTransport(MonitorRole, Transport):
         self._conn = Connection(url, options)
         self.keys = Keys(hash_tagged(prefix) if self._conn.cluster else prefix)
         self._scripts = Scripts(self.keys, cluster=self._conn.cluster,
-                                wait=self._replica_wait(options))
+                                wait=self._replica_wait(options), command=self._conn.command)
         # Publish ids and settled tokens outlive every retry of their call.
         self._marker_ms = int((self._conn.timeout + 10.0) * 1000)
         self._opened = False

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
@@ -260,8 +260,12 @@ class Scripts:
     run on (the transport's, which retries a lost connection around the call)."""
 
     def __init__(self, keys: Keys, cluster: bool = False,
-                 wait: ReplicaWait | None = None) -> None:
+                 wait: ReplicaWait | None = None,
+                 command: Callable[..., Any] | None = None) -> None:
         self._scripts = load_scripts(keys)
+        #: how a call is sent: ``command(client, *args)`` (Connection.command), or the
+        #: client's own way
+        self._command = command or (lambda client, *args: client.execute_command(*args))
         #: the KEYS of every call: none, or on a cluster one key in the app's slot
         self._keys: tuple[Any, ...] = (1, keys.seq) if cluster else (0,)
         #: whether writes wait for replicas (wait_for_replicas)
@@ -272,10 +276,10 @@ class Scripts:
             return self._run_replicated(client, name, args, self._wait)
         script = self._scripts[name]
         try:
-            return client.evalsha(script.sha, *self._keys, *args)
+            return self._command(client, "EVALSHA", script.sha, *self._keys, *args)
         except NoScriptError:  # a restarted (or another) server: load it, once
             client.script_load(script.text)  # (a cluster client loads it on every shard)
-            return client.evalsha(script.sha, *self._keys, *args)
+            return self._command(client, "EVALSHA", script.sha, *self._keys, *args)
 
     def _run_replicated(self, client: Any, name: str, args: Sequence[Any],
                         wait: ReplicaWait) -> Any:
