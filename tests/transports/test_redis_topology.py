@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import liteq
+from liteq.doctor import diagnose
 from liteq.exceptions import ImproperlyConfigured
 from liteq.transports.base import ResultRecord, Settlement
 from liteq.transports.redis import RedisTransport
@@ -225,3 +226,38 @@ def test_apps_with_their_own_prefix_spread_over_the_shards(
     for shard, transport in by_shard.items():
         assert ids(transport.claim(["celery"], 5, "w", 30)) == [shard]
     assert isinstance(client, redis.RedisCluster)
+
+
+# -- liteq doctor --------------------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_doctor_reports_the_sentinel_replicas(sentinel_set: SentinelSet) -> None:
+    app = liteq.LiteQ("doctor", broker=fresh_sentinel_database(sentinel_set),
+                      broker_transport_options=sentinel_set.options())
+    try:
+        checks = {check.name: check for check in diagnose(app)}
+        assert checks["redis replicas"].status == "ok"
+        assert checks["redis replicas"].detail == \
+            "1 connected to the master; each write waits for 1"
+        app.conf.broker_transport_options = {**sentinel_set.options(),
+                                             "wait_for_replicas": 2}
+        checks = {check.name: check for check in diagnose(app)}
+        assert checks["redis replicas"].status == "warn"
+        assert "writes go unconfirmed" in checks["redis replicas"].detail
+    finally:
+        app.close()
+
+
+@pytest.mark.redis
+def test_doctor_names_the_shard_of_the_app(cluster_set: ClusterSet) -> None:
+    app = liteq.LiteQ("doctor", broker=cluster_set.url(),
+                      broker_transport_options={"global_keyprefix": "shop:"})
+    try:
+        checks = {check.name: check for check in diagnose(app)}
+        slot = app.broker._conn.client.keyslot("{shop}:seq")  # type: ignore[attr-defined]
+        assert checks["redis cluster"].status == "ok"
+        assert checks["redis cluster"].detail.startswith(
+            f"every key of the app in slot {slot} on ")
+    finally:
+        app.close()

@@ -32,9 +32,10 @@ SQLite transport's semantics with Redis primitives:
 Every change is one Lua script (``scripts.py``); key names live in ``keys.py`` under a
 prefix (``"liteq:"``; ``broker_transport_options={"global_keyprefix": "app1:"}`` lets
 apps share one Redis); connecting, retrying and forking are ``connection.py``'s. Redis
-6.2 or newer. ``sentinel://`` URLs follow a Sentinel-managed master through failovers,
-and ``redis+cluster://`` URLs put every key of an app in one Cluster slot
-(``topology.py``).
+6.2 or newer. ``sentinel://`` URLs follow a Sentinel-managed master through failovers
+(each script's writes wait for a replica, ``wait_for_replicas``, so none that returned
+is lost: ``connection.ReplicaWait``), and ``redis+cluster://`` URLs put every key of
+an app in one Cluster slot (``topology.py``).
 Durability is Redis's: run it with ``appendonly yes`` (liteq warns when it is off).
 """
 
@@ -187,7 +188,9 @@ class RedisTransport(MonitorRole, Transport):
             )
 
     def health(self) -> dict[str, Any]:
-        return redis_health(self._conn, self.location)
+        wait = self._scripts.wait
+        return redis_health(self._conn, self.location, wait.replicas if wait else 0,
+                            self.keys.seq)
 
     def _ensure_open(self) -> None:
         if not self._opened:

@@ -269,11 +269,11 @@ class Scripts:
         #: the KEYS of every call: none, or on a cluster one key in the app's slot
         self._keys: tuple[Any, ...] = (1, keys.seq) if cluster else (0,)
         #: whether writes wait for replicas (wait_for_replicas)
-        self._wait = wait
+        self.wait = wait
 
     def _run(self, client: Any, name: str, args: Sequence[Any]) -> Any:
-        if self._wait is not None and self._wait.active:
-            return self._run_replicated(client, name, args, self._wait)
+        if self.wait is not None and self.wait.active:
+            return self._run_replicated(client, name, args, self.wait)
         script = self._scripts[name]
         try:
             return self._command(client, "EVALSHA", script.sha, *self._keys, *args)
