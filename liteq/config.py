@@ -251,7 +251,7 @@ DJANGO_RESULT_BACKENDS = frozenset({"django-db", "django-cache"})
 
 #: Celery's result backends (by alias or URL scheme) that liteq has not got.
 UNAVAILABLE_RESULT_BACKENDS = frozenset({
-    "amqp", "cache", "memcached", "pylibmc", "sentinel", "mongodb", "db", "database",
+    "amqp", "cache", "memcached", "pylibmc", "mongodb", "db", "database",
     "elasticsearch", "cassandra", "couchbase", "couchdb", "cosmosdbsql", "riak", "disabled",
     "consul", "dynamodb", "azureblockblob", "arangodb", "s3", "gcs", "gs",
 })
