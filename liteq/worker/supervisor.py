@@ -77,6 +77,9 @@ class Slot(ctypes.Structure):
         ("ready", ctypes.c_uint8),
         ("running", ctypes.c_uint8),
         ("processed", ctypes.c_uint64),
+        # written by the supervisor: commands sent so far (after each is in the pipe),
+        # so the child looks at its control pipe only when one came
+        ("commands", ctypes.c_uint64),
         ("started_at", ctypes.c_double),  # time.monotonic() (host-wide on Linux)
         ("hard_limit", ctypes.c_double),  # seconds; 0: none
         ("leases_size", ctypes.c_uint32),
@@ -194,7 +197,18 @@ def child_main(spec: AppSpec, control: Connection, report: Connection, index: in
         limit = pool_options.max_memory_per_child
         consumer.recycle_when = lambda: platforms.rss_kib() > limit
     consumer.watch(control.fileno(), lambda: child_commands(control, consumer, pool))
-    consumer.before_claim = lambda: poll_child_commands(control, consumer, pool)
+    seen = 0
+
+    def before_claim() -> None:
+        # One memory read per claim and per task; the control pipe is polled only when
+        # the supervisor has sent something since the last look.
+        nonlocal seen
+        sent = slot.commands
+        if sent != seen:
+            seen = sent
+            poll_child_commands(control, consumer, pool)
+
+    consumer.before_claim = before_claim
     slot.ready = 1
     try:
         consumer.run()
@@ -332,6 +346,7 @@ class Supervisor:
             # between any two bytecodes): stop() did not see it, so tell it here.
             with contextlib.suppress(OSError):
                 child.control.send_bytes(b"W")
+            child.slot.commands += 1
 
     def watch(self, fd: int, handler: Callable[[], None]) -> None:
         """Call ``handler`` when ``fd`` becomes readable (the signal pipe)."""
@@ -345,6 +360,7 @@ class Supervisor:
             for child in self.children():
                 with contextlib.suppress(OSError):
                     child.control.send_bytes(b"W")
+            child.slot.commands += 1
 
     def set_queues(self, queues: Sequence[str]) -> None:
         """Every pool process consumes ``queues`` from now on (new ones too)."""
@@ -361,6 +377,7 @@ class Supervisor:
         for child in self.children():
             with contextlib.suppress(OSError):
                 child.control.send_bytes(command)
+            child.slot.commands += 1  # after the send: the child finds it in the pipe
 
     def children(self) -> list[_Child]:
         return [child for child in self._children if child is not None]

@@ -52,7 +52,7 @@ class MessagesRole(SQLiteRole):
         now = _clock.wall()
         rows = [message_row(envelope, now) for envelope in envelopes]
         if len(rows) == 1:
-            self._db.write(lambda conn: conn.execute(queries.PUBLISH, rows[0]))
+            self._db.write_one(queries.PUBLISH, rows[0])
         else:
             self._db.write(lambda conn: _insert_many(conn, rows))
         if not self._db.conn.in_transaction:  # else transaction() wakes workers at commit
