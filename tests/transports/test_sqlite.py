@@ -126,6 +126,9 @@ def test_many_threads_publishing_never_see_database_is_locked(tmp_path: Path) ->
     ("claim three queues", queries.claim(3),
      {"q0": "a", "q1": "b", "q2": "c", "limit": 5, "lease_until": 0, "worker": "w"}),
     ("promote", queries.PROMOTE, {"queue": "a", "now": 0}),
+    ("promote three queues", queries.promote(3), {"q0": "a", "q1": "b", "q2": "c", "now": 0}),
+    ("claimable three queues", queries.claimable(3),
+     {"q0": "a", "q1": "b", "q2": "c", "now": 0}),
     ("expired", queries.EXPIRED, {"now": 0}),
     ("expired holders", queries.EXPIRED_HOLDERS, {"now": 0}),
     ("hold lease", queries.HOLD_LEASE, {"worker": "w", "lease_until": 0}),
@@ -151,7 +154,7 @@ def test_hot_queries_use_an_index(transport: SQLiteTransport, name: str, sql: st
     # bounded subquery results (the per-queue branches of a multi-queue claim), the tiny
     # leases table (one row per worker process), and, for the orphan check, the partial
     # index of leased rows (the in-flight set, never the queue).
-    allowed = {"SCAN l", "SCAN liteq_leases"}
+    allowed = {"SCAN l", "SCAN liteq_leases", "SCAN CONSTANT ROW"}  # CONSTANT: no table
     if "in-flight rows only" in name:
         allowed.add("SCAN liteq_messages USING INDEX liteq_messages_worker")
     scans = [d for d in details if d.startswith("SCAN") and "subquery" not in d]
