@@ -255,3 +255,21 @@ def test_a_schema_2_file_is_migrated_to_children_and_groups(tmp_path: Path) -> N
         assert conn.execute("PRAGMA user_version").fetchone()[0] == (0x4C51 << 16) + SCHEMA_VERSION
     finally:
         transport.close()
+
+
+def test_a_worker_of_many_queues_promotes_and_finds_work_in_any_of_them(
+    transport: SQLiteTransport,
+) -> None:
+    queues = [f"q{n}" for n in range(5)]
+    # Nothing anywhere: an idle probe finds nothing (and takes no write lock).
+    assert transport.claim(queues, 10, "w", 60) == []
+    transport.publish([envelope("due", eta=time.time() + 0.05, queue="q3"),
+                       envelope("later", eta=time.time() + 3600, queue="q1"),
+                       envelope("ready", queue="q4"),
+                       envelope("elsewhere", queue="other")])
+    time.sleep(0.06)  # the eta of "due" must pass
+    claimed = transport.claim(queues, 10, "w", 60)
+    assert sorted(d.task_id for d in claimed) == ["due", "ready"]
+    assert state_of(transport, "later") == "scheduled"
+    assert state_of(transport, "elsewhere") == "ready"
+    assert transport.claim(queues, 10, "w", 60) == []
