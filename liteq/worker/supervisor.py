@@ -76,6 +76,7 @@ class Slot(ctypes.Structure):
         ("ready", ctypes.c_uint8),
         ("running", ctypes.c_uint8),
         ("processed", ctypes.c_uint64),
+        ("busy_retries", ctypes.c_uint64),  # the child's SQLite busy retries
         # written by the supervisor: commands sent so far (after each is in the pipe),
         # so the child looks at its control pipe only when one came
         ("commands", ctypes.c_uint64),
@@ -112,8 +113,10 @@ class SlotWriter:
     """The child's side of its slot: a :class:`~liteq.worker.consumer.Tracker`."""
 
     def __init__(self, slot: Slot, default_hard_limit: float | None,
-                 task_hard_limit: Callable[[str], float | None] | None = None) -> None:
+                 task_hard_limit: Callable[[str], float | None] | None = None,
+                 busy_retries: Callable[[], int] | None = None) -> None:
         self.slot = slot
+        self.busy_retries = busy_retries or (lambda: 0)
         self.default_hard_limit = default_hard_limit or 0.0
         #: a task's own hard limit (its ``time_limit``, changed by remote control)
         self.task_hard_limit = task_hard_limit or (lambda name: None)
@@ -145,6 +148,7 @@ class SlotWriter:
         slot.seq += 1
         slot.running = 0
         slot.processed += 1
+        slot.busy_retries = self.busy_retries()
         slot.seq += 1
 
     def settled(self, deliveries: Sequence[Delivery]) -> None:
@@ -183,7 +187,8 @@ def child_main(spec: AppSpec, control: Connection, report: Connection, index: in
             transport.after_fork()
         pool = SoloPool(app, spec, 1, pool_options, hard_limit_in_process=False)
         tracker = SlotWriter(slot, pool_options.time_limit,
-                             lambda name: task_option(pool, name, "time_limit"))
+                             lambda name: task_option(pool, name, "time_limit"),
+                             app.broker.busy_retries)
         consumer = Consumer(app, pool, options.queues, f"{options.worker_id}/{index}",
                             capacity=options.capacity, lease=options.lease,
                             policy=options.policy, tracker=tracker)
@@ -507,11 +512,12 @@ class Supervisor:
     # -- reporting -------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
-        running = processed = 0
+        running = processed = busy = 0
         for child in self.children():
             running += child.slot.running
             processed += child.slot.processed
-        return {"active": running, "processed": processed}
+            busy += child.slot.busy_retries
+        return {"active": running, "processed": processed, "busy_retries": busy}
 
 
 def _termination_signal(name: str | None) -> int:

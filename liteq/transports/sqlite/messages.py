@@ -18,6 +18,7 @@ from liteq import _clock
 from liteq.messages import Envelope
 from liteq.platforms import WakePipe
 from liteq.transports.base import (
+    LOST,
     Delivery,
     LeaseRef,
     Listener,
@@ -25,6 +26,8 @@ from liteq.transports.base import (
     QueueDepth,
     ReapReport,
     Settlement,
+    Tally,
+    runtime_bucket,
 )
 from liteq.transports.sqlite import queries
 from liteq.transports.sqlite.rows import (
@@ -137,7 +140,7 @@ class MessagesRole(SQLiteRole):
         if settled.published or settled.released:
             self._wake.workers.notify()
         rows.sort(key=lambda row: (-row.priority, row.run_at, row.id))
-        return settled.accepted, [delivery(row, row.task_id in revoked) for row in rows]
+        return settled.accepted, [delivery(row, row.task_id in revoked, now) for row in rows]
 
     def _lease_due(self, holder: str, lease_seconds: float) -> bool:
         """Whether this claim must (re)write the holder's lease row.
@@ -236,6 +239,11 @@ class MessagesRole(SQLiteRole):
             report.failed.append(task_id)
         if results:
             conn.executemany(queries.STORE_RESULT, results)
+        # Counted: every lease taken over (LOST), and the tasks that failed for it.
+        tallies = [Tally(row[2] or "unknown", LOST) for row in rows]
+        tallies += [Tally(row.task_name or "unknown", row.state) for row in results]
+        if tallies:
+            count_tasks(conn, tallies, now)
         return report
 
     def _after_lost(self, report: ReapReport) -> None:
@@ -337,6 +345,7 @@ def _settle_in(conn: sqlite3.Connection, settlements: Sequence[Settlement], now:
     result and publish its follow-ups in the same transaction."""
     settled = _Settled()
     published: list[tuple[Any, ...]] = []
+    tallies: list[Tally] = []
     acked = _ack(conn, [s.delivery for s in settlements if not s.release])
     for settlement in settlements:
         delivery = settlement.delivery
@@ -356,6 +365,8 @@ def _settle_in(conn: sqlite3.Connection, settlements: Sequence[Settlement], now:
         settled.accepted.append(ok)
         if not ok:
             continue
+        if settlement.tally is not None:
+            tallies.append(settlement.tally)
         if settlement.result is not None:
             settled.results.append(result_row(settlement.result, now))
         published.extend(message_row(envelope, now) for envelope in settlement.publish)
@@ -364,7 +375,29 @@ def _settle_in(conn: sqlite3.Connection, settlements: Sequence[Settlement], now:
     if published:
         conn.executemany(queries.PUBLISH, published)
         settled.published = len(published)
+    if tallies:
+        count_tasks(conn, tallies, now)
     return settled
+
+
+def count_tasks(conn: sqlite3.Connection, tallies: Sequence[Tally], now: float) -> None:
+    """COUNT_TASKS: add finished tasks to the per-minute counters, grouped here first so a
+    settle batch costs one statement (of a row or two: a batch is mostly one task name,
+    one state and one run-time bucket)."""
+    minute = float(int(now // 60) * 60)
+    groups: dict[tuple[str, str, int], list[float]] = {}
+    for tally in tallies:
+        key = (tally.task_name, tally.state, runtime_bucket(tally.runtime))
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [1, tally.runtime or 0.0]
+        else:
+            group[0] += 1
+            group[1] += tally.runtime or 0.0
+    params: list[Any] = []
+    for (name, state, bucket), (count, runtime) in groups.items():
+        params += (minute, name, state, bucket, int(count), runtime)
+    conn.execute(queries.count_tasks(len(groups)), params)
 
 
 __all__ = ["MessagesRole"]

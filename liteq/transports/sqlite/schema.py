@@ -19,7 +19,7 @@ from liteq.transports.sqlite.connection import Database, open_read_only
 #: High 16 bits of ``user_version`` in a liteq file ("LQ").
 MAGIC = 0x4C51 << 16
 #: The schema this liteq writes.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _ZERO = pw.SQL("DEFAULT 0")
 
@@ -114,6 +114,9 @@ def make_models(database: pw.Database) -> SimpleNamespace:
         extended = pw.BlobField(null=True)
         #: json result tuples of the tasks it sent while it ran (schema 3); NULL: none
         children = pw.BlobField(null=True)
+        #: when a worker claimed it and when it started running (schema 5)
+        date_received = pw.FloatField(null=True)
+        date_started = pw.FloatField(null=True)
 
         class Meta:
             table_name = "liteq_results"
@@ -269,8 +272,28 @@ def _v4(models: SimpleNamespace) -> None:
     )
 
 
+def _v5(models: SimpleNamespace) -> None:
+    # Per-minute task counters (Transport.task_counts), written in the settle
+    # transaction; minute 0 holds the sums of the minutes no longer kept.
+    result = models.Result
+    database = result._meta.database
+    database.execute_sql(
+        "CREATE TABLE IF NOT EXISTS liteq_stats (minute REAL NOT NULL, task_name TEXT NOT "
+        "NULL, state TEXT NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL, "
+        "runtime REAL NOT NULL DEFAULT 0, PRIMARY KEY (minute, task_name, state, bucket)) "
+        "WITHOUT ROWID"
+    )
+    # The task's timeline: claimed and started (a file made by schema 5 has them).
+    table = result._meta.table_name
+    columns = {column.name for column in database.get_columns(table)}
+    for column in ("date_received", "date_started"):
+        if column not in columns:
+            database.execute_sql(f"ALTER TABLE {table} ADD COLUMN {column} REAL")
+
+
 #: version -> migration that brings the schema from version - 1 to version
-MIGRATIONS: dict[int, Callable[[SimpleNamespace], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
+MIGRATIONS: dict[int, Callable[[SimpleNamespace], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4,
+                                                            5: _v5}
 
 
 def _version(conn: sqlite3.Connection) -> int:
