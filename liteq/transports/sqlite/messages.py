@@ -55,7 +55,7 @@ class MessagesRole(SQLiteRole):
         now = _clock.wall()
         rows = [message_row(envelope, now) for envelope in envelopes]
         if len(rows) == 1:
-            self._db.write(lambda conn: conn.execute(queries.PUBLISH, rows[0]))
+            self._db.write_one(queries.PUBLISH, rows[0])
         else:
             self._db.write(lambda conn: _insert_many(conn, rows))
         if not self._db.conn.in_transaction:  # else transaction() wakes workers at commit
@@ -103,25 +103,26 @@ class MessagesRole(SQLiteRole):
         if not settlements and (limit <= 0 or not queues):
             return [], []
         now = _clock.wall()
-        if not settlements and not self._claimable(queues, now):
+        named = {f"q{n}": queue for n, queue in enumerate(queues)}
+        if not settlements and not self._claimable(queues, named, now):
             return [], []  # an idle wake-up costs a read, never the write lock
-        claim = None
+        claim = promote = None
         if limit > 0 and queues:
             params: dict[str, Any] = {
                 "limit": limit,
                 "lease_until": _clock.lease_clock() + lease_seconds,
                 "worker": worker_id,
+                **named,
             }
-            params.update((f"q{n}", queue) for n, queue in enumerate(queues))
             claim = (queries.claim(len(queues)), params)
+            promote = (queries.promote(len(queues)), {"now": now, **named})
 
         def exchange(conn: sqlite3.Connection) -> tuple[_Settled, list[ClaimedRow], set[str]]:
             settled = _settle_in(conn, settlements, now)
             rows: list[ClaimedRow] = []
             revoked: set[str] = set()
-            if claim is not None:
-                for queue in queues:
-                    conn.execute(queries.PROMOTE, {"queue": queue, "now": now})
+            if claim is not None and promote is not None:
+                conn.execute(*promote)
                 rows = list(map(ClaimedRow._make, conn.execute(*claim)))
                 if rows and hold_lease:
                     conn.execute(queries.HOLD_LEASE, claim[1])
@@ -152,16 +153,17 @@ class MessagesRole(SQLiteRole):
         last = self._leases_held.get(holder)
         return last is None or _clock.lease_clock() - last >= lease_seconds / 4
 
-    def _claimable(self, queues: Sequence[str], now: float) -> bool:
-        def probe(conn: sqlite3.Connection) -> bool:
-            for queue in queues:
-                if conn.execute(queries.READY_EXISTS, (queue,)).fetchone():
-                    return True
-                if conn.execute(queries.DUE_EXISTS, (queue, now)).fetchone():
-                    return True
-            return False
+    def _claimable(self, queues: Sequence[str], named: dict[str, str], now: float) -> bool:
+        if len(queues) == 1:  # the common case: two point look-ups, most often one
+            queue = queues[0]
 
-        return self._db.read(probe)
+            def probe(conn: sqlite3.Connection) -> bool:
+                return bool(conn.execute(queries.READY_EXISTS, (queue,)).fetchone()
+                            or conn.execute(queries.DUE_EXISTS, (queue, now)).fetchone())
+
+            return self._db.read(probe)
+        sql, params = queries.claimable(len(queues)), {"now": now, **named}
+        return bool(self._db.read(lambda conn: conn.execute(sql, params).fetchone()[0]))
 
     def extend_leases(self, worker_id: str, lease_seconds: float) -> int:
         self._ensure_open()

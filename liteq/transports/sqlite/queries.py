@@ -34,6 +34,29 @@ PROMOTE = (
     f"WHERE state = {SCHEDULED} AND queue = :queue AND run_at <= :now"
 )
 
+
+def _marks(count: int) -> str:
+    return ",".join(f":q{n}" for n in range(count))
+
+
+@lru_cache(maxsize=64)
+def promote(queue_count: int) -> str:
+    """PROMOTE for ``:q0 .. :qN`` in one statement (one index seek per queue, in SQLite:
+    a worker of 200 queues pays one statement per claim, not 200)."""
+    if queue_count == 1:
+        return PROMOTE.replace(":queue", ":q0")
+    return (f"UPDATE liteq_messages SET state = {READY} WHERE state = {SCHEDULED} "
+            f"AND queue IN ({_marks(queue_count)}) AND run_at <= :now")
+
+
+@lru_cache(maxsize=64)
+def claimable(queue_count: int) -> str:
+    """Is anything ready, or scheduled and due, in ``:q0 .. :qN``? (one read)"""
+    marks = _marks(queue_count)
+    return (f"SELECT EXISTS (SELECT 1 FROM liteq_messages WHERE state = {READY} "
+            f"AND queue IN ({marks})) OR EXISTS (SELECT 1 FROM liteq_messages "
+            f"WHERE state = {SCHEDULED} AND queue IN ({marks}) AND run_at <= :now)")
+
 #: Columns a claim returns (``rows.ClaimedRow``).
 _CLAIMED = CLAIMED_COLUMNS
 
@@ -357,6 +380,8 @@ __all__ = [
     "TAKE_TOKEN",
     "ack_many",
     "claim",
+    "claimable",
     "count_tasks",
+    "promote",
     "publish_many",
 ]
