@@ -467,6 +467,22 @@ class RedisTransport(MonitorRole, Transport):
 
     # -- rate limits -----------------------------------------------------------------
 
+    def pause_queue(self, queue: str) -> bool:
+        return bool(self._run(lambda client: client.sadd(self.keys.paused, queue)))
+
+    def resume_queue(self, queue: str) -> bool:
+        def resume(client: Any) -> int:
+            removed = int(client.srem(self.keys.paused, queue))
+            if removed:
+                client.publish(self.keys.wake(queue), "")
+            return removed
+
+        return bool(self._run(resume))
+
+    def paused_queues(self) -> list[str]:
+        names = self._run(lambda client: client.smembers(self.keys.paused))
+        return sorted(name.decode() if isinstance(name, bytes) else name for name in names)
+
     def take_token(self, key: str, rate: float, capacity: float = 1.0) -> float:
         return float(self._run(lambda client: self._scripts.take_token(
             client, key, rate, capacity, lease_clock())))

@@ -94,13 +94,15 @@ def prelude(keys: Keys) -> str:
              "inflight": keys.inflight, "workers": keys.workers,
              "worker_info": keys.worker_info, "heartbeats": keys.heartbeats,
              "beat": keys.beat, "revoked": keys.revoked,
-             "revoked_until": keys.revoked_until}
+             "revoked_until": keys.revoked_until, "paused": keys.paused,
+             "flow_due": keys.flow_due}
     families = {"message": keys.message_prefix, "ready": keys.ready_prefix,
                 "scheduled": keys.scheduled_prefix, "held": keys.held_prefix,
                 "result": keys.result_prefix, "published": keys.publish_prefix,
                 "beat": keys.beat_prefix, "wake": keys.wake_prefix, "done": keys.done_prefix,
                 "settled": keys.settled_prefix, "ratelimit": keys.ratelimit_prefix,
-                "chord": keys.chord_prefix}
+                "chord": keys.chord_prefix, "flow": keys.flow_prefix,
+                "gate": keys.gate_prefix, "unique": keys.unique_prefix}
 
     def table(values: dict[str, str]) -> str:
         return "{" + ", ".join(f"{k} = {_lua_string(v)}" for k, v in values.items()) + "}"

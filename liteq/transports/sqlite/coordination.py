@@ -10,7 +10,7 @@ from typing import Any
 from liteq import _clock
 from liteq.messages import Envelope
 from liteq.transports.base import BeatEntry, InFlight, Revocation, WorkerInfo
-from liteq.transports.sqlite import queries
+from liteq.transports.sqlite import flow, queries
 from liteq.transports.sqlite.rows import lease_group, message_row
 from liteq.transports.sqlite.state import SQLiteRole
 
@@ -114,6 +114,25 @@ class CoordinationRole(SQLiteRole):
             return max(0.0, (1.0 - tokens) / rate)
 
         return self._db.write(take)
+
+    # -- paused queues ---------------------------------------------------------------
+
+    def pause_queue(self, queue: str) -> bool:
+        self._ensure_open()
+        return bool(self._db.write(
+            lambda conn: conn.execute(flow.PAUSE, (queue, _clock.wall())).rowcount))
+
+    def resume_queue(self, queue: str) -> bool:
+        self._ensure_open()
+        resumed = bool(self._db.write(lambda conn: conn.execute(flow.RESUME, (queue,)).rowcount))
+        if resumed:
+            self._wake.workers.notify()
+        return resumed
+
+    def paused_queues(self) -> list[str]:
+        self._ensure_open()
+        return [row[0] for row in self._db.read(
+            lambda conn: conn.execute(flow.PAUSED).fetchall())]
 
     # -- workers ---------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 import peewee as pw
 
 from liteq import _clock
-from liteq.messages import Envelope
+from liteq.messages import Envelope, Flow
 from liteq.platforms import WakePipe
 from liteq.transports.base import (
     Delivery,
@@ -26,7 +26,7 @@ from liteq.transports.base import (
     ReapReport,
     Settlement,
 )
-from liteq.transports.sqlite import queries
+from liteq.transports.sqlite import flow, queries
 from liteq.transports.sqlite.rows import (
     ClaimedRow,
     ResultRow,
@@ -35,7 +35,7 @@ from liteq.transports.sqlite.rows import (
     message_row,
     result_row,
 )
-from liteq.transports.sqlite.schema import READY, SCHEDULED, STATE_NAMES
+from liteq.transports.sqlite.schema import BLOCKED, READY, SCHEDULED, STATE_NAMES
 from liteq.transports.sqlite.state import SQLiteRole
 
 logger = logging.getLogger("liteq.transports.sqlite")
@@ -47,9 +47,17 @@ class _NullListener(WakePipe):
 class MessagesRole(SQLiteRole):
     """Messages: the queue, its leases, and what happens when a lease is lost."""
 
-    def publish(self, envelopes: Sequence[Envelope]) -> None:
+    #: blocked messages a lost lease's freed slot admitted (wake workers after commit)
+    _admitted = 0
+
+    def publish(self, envelopes: Sequence[Envelope]) -> list[str] | None:
         self._ensure_open()
         now = _clock.wall()
+        if any(envelope.flow is not None for envelope in envelopes):
+            ids = self._db.write(lambda conn: flow.publish(conn, envelopes, now))
+            if not self._db.conn.in_transaction:
+                self._wake.workers.notify()
+            return ids
         rows = [message_row(envelope, now) for envelope in envelopes]
         if len(rows) == 1:
             self._db.write(lambda conn: conn.execute(queries.PUBLISH, rows[0]))
@@ -57,8 +65,9 @@ class MessagesRole(SQLiteRole):
             self._db.write(lambda conn: _insert_many(conn, rows))
         if not self._db.conn.in_transaction:  # else transaction() wakes workers at commit
             self._wake.workers.notify()
+        return None
 
-    def publish_on(self, connection: Any, envelopes: Sequence[Envelope]) -> None:
+    def publish_on(self, connection: Any, envelopes: Sequence[Envelope]) -> list[str] | None:
         """Publish through the caller's own open connection to this file, uncommitted.
 
         The messages exist if and only if the caller's transaction commits. Workers are
@@ -69,8 +78,14 @@ class MessagesRole(SQLiteRole):
         conn = getattr(connection, "connection", None)
         conn = conn() if callable(conn) else connection  # a peewee database
         now = _clock.wall()
-        conn.executemany(queries.PUBLISH, [message_row(envelope, now) for envelope in envelopes])
+        ids = None
+        if any(envelope.flow is not None for envelope in envelopes):
+            ids = flow.publish(conn, envelopes, now)
+        else:
+            conn.executemany(queries.PUBLISH, [message_row(envelope, now)
+                                               for envelope in envelopes])
         self._wake.workers.notify()
+        return ids
 
     def notify_workers(self) -> None:
         """Wake idle workers (after a transaction liteq did not commit itself)."""
@@ -117,11 +132,7 @@ class MessagesRole(SQLiteRole):
             rows: list[ClaimedRow] = []
             revoked: set[str] = set()
             if claim is not None:
-                for queue in queues:
-                    conn.execute(queries.PROMOTE, {"queue": queue, "now": now})
-                rows = list(map(ClaimedRow._make, conn.execute(*claim)))
-                if rows and hold_lease:
-                    conn.execute(queries.HOLD_LEASE, claim[1])
+                rows = _claim_in(conn, claim, queues, now, settled, hold_lease)
                 if rows and conn.execute(queries.ANY_REVOKED).fetchone():
                     ids = json.dumps([row.task_id for row in rows])
                     revoked = {r[0] for r in conn.execute(queries.REVOKED_AMONG, (ids,))}
@@ -156,7 +167,8 @@ class MessagesRole(SQLiteRole):
                     return True
                 if conn.execute(queries.DUE_EXISTS, (queue, now)).fetchone():
                     return True
-            return False
+            due = conn.execute(queries.FLOW_DUE).fetchone()[0]  # a rate token came
+            return due is not None and due <= now
 
         return self._db.read(probe)
 
@@ -222,13 +234,16 @@ class MessagesRole(SQLiteRole):
         report = ReapReport()
         now = _clock.wall()
         results = []
-        for key, task_id, task_name, acks_late, deliveries in rows:
+        for key, task_id, task_name, acks_late, deliveries, flow_text in rows:
             if acks_late and deliveries < policy.max_deliveries:
-                conn.execute(queries.REQUEUE, (key,))
+                conn.execute(queries.REQUEUE, (key,))  # keeps its concurrency slot
                 report.requeued.append(task_id)
                 continue
             template = policy.exhausted if acks_late else policy.lost
             conn.execute(queries.DROP, (key,))
+            lost_flow = Flow.loads(flow_text)
+            if lost_flow is not None:  # its slot comes back, its unique key is free
+                self._admitted += flow.release(conn, lost_flow, task_id, now)
             record = replace(template, task_id=task_id, task_name=task_name, date_done=now)
             results.append(result_row(record, now))
             report.failed.append(task_id)
@@ -239,7 +254,8 @@ class MessagesRole(SQLiteRole):
     def _after_lost(self, report: ReapReport) -> None:
         if report.failed:
             self._wake.waiters.notify(report.failed)
-        if report.requeued:
+        admitted, self._admitted = self._admitted, 0
+        if report.requeued or admitted:
             self._wake.workers.notify()
 
     def next_eta(self, queues: Sequence[str]) -> float | None:
@@ -247,6 +263,7 @@ class MessagesRole(SQLiteRole):
 
         def earliest(conn: sqlite3.Connection) -> float | None:
             etas = [conn.execute(queries.NEXT_ETA, (queue,)).fetchone()[0] for queue in queues]
+            etas.append(conn.execute(queries.FLOW_DUE).fetchone()[0])  # blocked: a token
             found = [eta for eta in etas if eta is not None]
             return min(found) if found else None
 
@@ -255,10 +272,17 @@ class MessagesRole(SQLiteRole):
     def purge(self, queues: Sequence[str] | None = None) -> int:
         self._ensure_open()
         message = self._models.Message
-        query = message.delete().where(message.state.in_([READY, SCHEDULED]))
+        query = message.delete().where(message.state.in_([READY, SCHEDULED, BLOCKED]))
         if queues:
             query = query.where(message.queue.in_(list(queues)))
-        return int(self._db.write(lambda _conn: query.execute()))
+
+        def purge(conn: sqlite3.Connection) -> int:
+            count = int(query.execute())
+            if conn.execute(flow.ANY_FLOW).fetchone():
+                flow.recount(conn)  # slots and waiting counts of the messages left
+            return count
+
+        return int(self._db.write(purge))
 
     def depth(self, queues: Sequence[str] | None = None) -> dict[str, QueueDepth]:
         self._ensure_open()
@@ -305,6 +329,35 @@ class _Settled:
         self.released = 0
 
 
+def _claim_in(conn: sqlite3.Connection, claim: tuple[str, dict[str, Any]],
+              queues: Sequence[str], now: float, settled: _Settled,
+              hold_lease: bool) -> list[ClaimedRow]:
+    """CLAIM inside the exchange: due scheduled messages promoted, then the lease.
+
+    Flow control costs one indexed read (FLOW_STATE); more only when a flow key is
+    due (blocked messages admitted first) or a queue is paused (left out).
+    """
+    sql, params = claim
+    due, paused = conn.execute(flow.FLOW_STATE).fetchone()
+    if due is not None and due <= now:
+        settled.released += flow.wake_due(conn, now)
+    if paused != "[]":
+        stopped = set(json.loads(paused))
+        queues = [queue for queue in queues if queue not in stopped]
+        if not queues:
+            return []
+        params = {**params, **{f"q{n}": queue for n, queue in enumerate(queues)}}
+        sql = queries.claim(len(queues))
+    for queue in queues:
+        conn.execute(queries.PROMOTE, {"queue": queue, "now": now})
+    rows = list(map(ClaimedRow._make, conn.execute(sql, params)))
+    if rows and hold_lease:
+        conn.execute(queries.HOLD_LEASE, params)
+    if any(row.flow is not None for row in rows):
+        flow.claimed(conn, rows)
+    return rows
+
+
 def _insert_many(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     """PUBLISH_MANY: many rows per statement (a third cheaper per row than executemany)."""
     size = queries.PUBLISH_CHUNK
@@ -334,12 +387,16 @@ def _settle_in(conn: sqlite3.Connection, settlements: Sequence[Settlement], now:
     """SETTLE: remove (or release) each message whose token still matches; store its
     result and publish its follow-ups in the same transaction."""
     settled = _Settled()
-    published: list[tuple[Any, ...]] = []
+    published: list[Envelope] = []
     acked = _ack(conn, [s.delivery for s in settlements if not s.release])
     for settlement in settlements:
         delivery = settlement.delivery
         if settlement.release:
-            if settlement.release_at is not None:
+            held = getattr(getattr(delivery, "envelope", None), "flow", None)
+            if held is not None and held.gated and settlement.release_at is not None:
+                ok = flow.block_again(conn, held, delivery.key, delivery.token,
+                                      settlement.release_at, now)
+            elif settlement.release_at is not None:
                 params: tuple[Any, ...] = (settlement.release_at, delivery.key, delivery.token)
                 ok = conn.execute(queries.RELEASE_UNTIL, params).rowcount == 1
             elif settlement.redeliver:
@@ -356,11 +413,21 @@ def _settle_in(conn: sqlite3.Connection, settlements: Sequence[Settlement], now:
             continue
         if settlement.result is not None:
             settled.results.append(result_row(settlement.result, now))
-        published.extend(message_row(envelope, now) for envelope in settlement.publish)
+        published.extend(settlement.publish)
+        envelope = getattr(delivery, "envelope", None)
+        if envelope is not None and envelope.flow is not None:
+            # A slot is free (the next of its key is admitted); the unique key too,
+            # unless the task goes on (a retry: the same task id published again).
+            again = any(e.task_id == envelope.task_id for e in settlement.publish)
+            settled.released += flow.release(conn, envelope.flow, envelope.task_id, now,
+                                             finished=not again)
     if settled.results:
         conn.executemany(queries.STORE_RESULT, settled.results)
     if published:
-        conn.executemany(queries.PUBLISH, published)
+        if any(envelope.flow is not None for envelope in published):
+            flow.publish(conn, published, now)
+        else:
+            conn.executemany(queries.PUBLISH, [message_row(e, now) for e in published])
         settled.published = len(published)
     return settled
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 from functools import lru_cache
 
 from liteq.states import READY_STATES
-from liteq.transports.sqlite.rows import CLAIMED_COLUMNS, MESSAGE_COLUMNS, RESULT_COLUMNS
+from liteq.transports.sqlite.rows import (
+    CLAIMED_COLUMNS,
+    MESSAGE_COLUMNS,
+    MESSAGE_COLUMNS_FLOW,
+    RESULT_COLUMNS,
+)
 from liteq.transports.sqlite.schema import LEASED, READY, SCHEDULED
 
 _MESSAGE_COLUMNS = MESSAGE_COLUMNS
@@ -129,7 +134,7 @@ EXTEND_LEASES = (
 
 #: A lease, if it is still held: what reaping needs to know.
 LEASE_INFO = (
-    "SELECT id, task_id, task_name, acks_late, deliveries FROM liteq_messages "
+    "SELECT id, task_id, task_name, acks_late, deliveries, flow FROM liteq_messages "
     f"WHERE id = ? AND token = ? AND state = {LEASED}"
 )
 
@@ -151,7 +156,7 @@ DUE_EXISTS = (
 
 #: Messages whose holder's lease ran out.
 EXPIRED = (
-    "SELECT m.id, m.task_id, m.task_name, m.acks_late, m.deliveries "
+    "SELECT m.id, m.task_id, m.task_name, m.acks_late, m.deliveries, m.flow "
     "FROM liteq_leases AS l CROSS JOIN liteq_messages AS m "  # CROSS: leases outer
     f"ON m.state = {LEASED} AND m.worker_id = l.holder "
     "WHERE l.lease_until < :now"
@@ -164,7 +169,7 @@ EXPIRED_HOLDERS = "SELECT holder FROM liteq_leases WHERE lease_until < :now"
 #: holds its lease in the same transaction); this is the safety net, and it reads only
 #: the leased rows (the in-flight set), never the queue.
 ORPHANED = (
-    "SELECT id, task_id, task_name, acks_late, deliveries FROM liteq_messages "
+    "SELECT id, task_id, task_name, acks_late, deliveries, flow FROM liteq_messages "
     f"WHERE state = {LEASED} AND worker_id NOT IN (SELECT holder FROM liteq_leases)"
 )
 
@@ -176,6 +181,9 @@ DROP = "DELETE FROM liteq_messages WHERE id = ?"
 
 #: Every lease, when the machine has rebooted since they were taken.
 EXPIRE_ALL_LEASES = "UPDATE liteq_leases SET lease_until = 0"
+
+#: When the next flow key (a rate token, a blocked eta) is due (flow.py; partial index).
+FLOW_DUE = "SELECT min(due) FROM liteq_flow WHERE due IS NOT NULL"
 
 #: When the next scheduled message of a queue is due.
 NEXT_ETA = f"SELECT min(run_at) FROM liteq_messages WHERE state = {SCHEDULED} AND queue = ?"
@@ -291,6 +299,7 @@ __all__ = [
     "EXPIRE_REVOKED",
     "EXTEND_LEASES",
     "FIND_RESULTS",
+    "FLOW_DUE",
     "FORGET_GROUP",
     "GET_GROUP",
     "GET_RESULT",
@@ -299,6 +308,7 @@ __all__ = [
     "IS_LEASED",
     "LEASE_HELD",
     "LEASE_INFO",
+    "MESSAGE_COLUMNS_FLOW",
     "NEXT_ETA",
     "ORPHANED",
     "PROMOTE",

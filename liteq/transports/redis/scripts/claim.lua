@@ -13,6 +13,16 @@ local queues = {}
 for i = 1, tonumber(nextarg()) do
   queues[i] = nextarg()
 end
+-- Paused queues (app.control.pause_queue) are left out; one EXISTS when none is.
+if redis.call('EXISTS', KEY.paused) == 1 then
+  local open = {}
+  for _, queue in ipairs(queues) do
+    if redis.call('SISMEMBER', KEY.paused, queue) == 0 then
+      open[#open + 1] = queue
+    end
+  end
+  queues = open
+end
 
 local FIELDS = {'t', 'n', 'q', 'p', 'r', 'x', 'a', 'c', 'h', 'b'}
 
