@@ -54,6 +54,14 @@ _SECRET_NAME = re.compile(r"password|secret|token|key$|signature", re.IGNORECASE
 _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
 
 
+def _queue_name(queue: Any) -> str:
+    """A queue's name: a string, or a ``Queue`` object's ``name``."""
+    name = getattr(queue, "name", queue)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a queue name must be a non-empty string, not {queue!r}")
+    return name
+
+
 class Control:
     """``app.control``.
 
@@ -87,6 +95,32 @@ class Control:
     def purge(self, queues: Sequence[str] | None = None) -> int:
         """Delete every waiting message; returns how many."""
         return self.app.broker.purge(queues)
+
+    def pause_queue(self, queue: str) -> bool:
+        """Stop workers claiming from ``queue``; it keeps taking tasks.
+
+        Pausing is stored (not a command to the workers that run now), so it holds
+        across worker restarts until :meth:`resume_queue`. Tasks already claimed run on.
+        Returns False when the queue was paused already.
+
+        Example:
+            >>> app.control.pause_queue("videos")  # doctest: +SKIP
+            True
+        """
+        return self.app.broker.pause_queue(_queue_name(queue))
+
+    def resume_queue(self, queue: str) -> bool:
+        """Let workers claim from a paused queue again (False: it was not paused).
+
+        Example:
+            >>> app.control.resume_queue("videos")  # doctest: +SKIP
+            True
+        """
+        return self.app.broker.resume_queue(_queue_name(queue))
+
+    def paused_queues(self) -> list[str]:
+        """The paused queues' names."""
+        return self.app.broker.paused_queues()
 
     def inspect(self, destination: Sequence[str] | None = None,
                 timeout: float = DEFAULT_TIMEOUT, **_unused: Any) -> Inspect:
