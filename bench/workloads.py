@@ -1,4 +1,4 @@
-"""The workloads W1-W7: what is timed, and how, for every system alike.
+"""The workloads W1-W8: what is timed, and how, for every system alike.
 
 Each function runs one trial of one system and returns a :class:`Measurement`. The
 task is always ``add(i, i + 1)``; W1, W5 and W6 read every result back through the
@@ -56,14 +56,18 @@ def _verify(trial: Trial, batch: str, n: int) -> dict[str, Any]:
     return {"checked": reply["checked"]}
 
 
-def drain(trial: Trial, concurrency: int = 2, processes: int = 1, deep: int = 0) -> Measurement:
-    """W1 / W5 / W7: enqueue to frozen warm workers (plus ``deep`` behind), thaw, time."""
+def drain(trial: Trial, concurrency: int = 2, processes: int = 1, deep: int = 0,
+          mode: str = "single") -> Measurement:
+    """W1 / W5 / W7 / W8: enqueue to frozen warm workers (plus ``deep`` behind), thaw,
+    time. W8 sends a task with ``concurrency_limit=1`` per key over 100 keys."""
     n = trial.sizes.tasks
     workers = trial.start_workers(concurrency, processes)
     startup = trial.warm_up(workers)
     workers.freeze()
     try:
-        trial.request("send", wait=timeout_for(n), n=n, batch="drain", mode="single")
+        sent = trial.request("send", wait=timeout_for(n), n=n, batch="drain", mode=mode)
+        if sent.get("unsupported"):
+            raise NotImplementedError("no concurrency limits")
         extra: dict[str, Any] = {"startup": startup}
         if deep:
             filler = trial.request("filler", wait=timeout_for(deep, 200), n=deep)
@@ -165,6 +169,7 @@ MAIN = (
     Workload("W4", "W4 idle", "CPU-s/20 s", "lower", idle),
     Workload("W5", "W5 deep drain", "tasks/s", "higher", _deep),
     Workload("W6", "W6 mixed", "tasks/s", "higher", mixed),
+    Workload("W8", "W8 limited drain", "tasks/s", "higher", drain, (("mode", "limited"),)),
 )
 
 #: W7's configurations: (key, title, concurrency, processes).
@@ -206,7 +211,7 @@ def expand(names: list[str]) -> list[str]:
         elif name in known:
             found = [name]
         else:
-            raise ValueError(f"unknown workload {name!r}: choose from W1-W7 "
+            raise ValueError(f"unknown workload {name!r}: choose from W1-W8 "
                              f"({', '.join(known)})")
         keys.extend(k for k in found if k not in keys)
     return keys

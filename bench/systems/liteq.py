@@ -22,6 +22,13 @@ app = LiteQ("benchtasks", broker={broker!r}, **{settings!r})
 @app.task(name="benchtasks.add")
 def add(x, y):
     return x + y
+
+
+# W8: at most one running at once per key, over 100 keys (flow control in the claim)
+@app.task(name="benchtasks.add_limited", concurrency_limit=1,
+          concurrency_key=lambda x, y: x % 100)
+def add_limited(x, y):
+    return x + y
 '''
 
 
