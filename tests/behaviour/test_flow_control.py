@@ -82,7 +82,6 @@ def _max_overlap(path: Path) -> dict[str, int]:
     return most
 
 
-@pytest.mark.sqlite_only  # the Redis claim script: next
 def test_concurrency_limits_hold_across_workers(project: Project) -> None:
     tasks = project.module(FLOW_TASKS)
     log = project.root / "events.log"
@@ -100,7 +99,6 @@ def test_concurrency_limits_hold_across_workers(project: Project) -> None:
     assert sum(d.total for d in depth.values()) == 0
 
 
-@pytest.mark.sqlite_only  # the Redis claim script: next
 def test_a_killed_workers_slot_comes_back_by_lease_expiry(project: Project) -> None:
     tasks = project.module(FLOW_TASKS)
     log = project.root / "events.log"
@@ -118,7 +116,6 @@ def test_a_killed_workers_slot_comes_back_by_lease_expiry(project: Project) -> N
         lost.get(timeout=30)
 
 
-@pytest.mark.sqlite_only  # the Redis claim script: next
 def test_rate_limited_tasks_wait_in_the_store_not_in_a_worker(project: Project) -> None:
     tasks = project.module(FLOW_TASKS)
     project.worker()
@@ -132,7 +129,6 @@ def test_rate_limited_tasks_wait_in_the_store_not_in_a_worker(project: Project) 
     assert all(res.state == "PENDING" for res in later)
 
 
-@pytest.mark.sqlite_only  # the Redis claim script: next
 def test_racing_producers_get_one_unique_task(project: Project) -> None:
     tasks = project.module(FLOW_TASKS)
     code = f'''

@@ -183,12 +183,15 @@ class RedisTransport(MonitorRole, Transport):
 
     # -- messages --------------------------------------------------------------------
 
-    def publish(self, envelopes: Sequence[Envelope]) -> None:
+    def publish(self, envelopes: Sequence[Envelope]) -> list[str] | None:
         if not envelopes:
-            return
+            return None
         now, publish_id = wall(), secrets.token_hex(8)
-        self._run(lambda client: self._scripts.publish(client, envelopes, now, publish_id,
-                                                       self._marker_ms))
+        ids: list[str] | None = self._run(lambda client: self._scripts.publish(
+            client, envelopes, now, publish_id, self._marker_ms))
+        if ids is None or all(envelope.flow is None for envelope in envelopes):
+            return None
+        return ids
 
     def claim(
         self, queues: Sequence[str], limit: int, worker_id: str, lease_seconds: float
@@ -249,6 +252,7 @@ class RedisTransport(MonitorRole, Transport):
             pipe = client.pipeline(transaction=False)
             for queue in queues:
                 pipe.zrange(self.keys.scheduled(queue), 0, 0, withscores=True)
+            pipe.zrange(self.keys.flow_due, 0, 0, withscores=True)  # a rate token, blocked
             return list(pipe.execute())
 
         found = [rows[0][1] for rows in self._run(earliest) if rows]
@@ -266,14 +270,16 @@ class RedisTransport(MonitorRole, Transport):
                 pipe.zcard(self.keys.ready(queue))
                 pipe.zcard(self.keys.scheduled(queue))
                 pipe.hget(self.keys.leased, queue)
+                pipe.hget(self.keys.blocked, queue)
             return names, list(pipe.execute())
 
         names, replies = self._run(counts)
         depths = {}
         for index, queue in enumerate(names):
-            ready, scheduled, leased = replies[3 * index:3 * index + 3]
+            ready, scheduled, leased, blocked = replies[4 * index:4 * index + 4]
             depth = QueueDepth(ready=int(ready), scheduled=int(scheduled),
-                               leased=max(0, int(leased or 0)))
+                               leased=max(0, int(leased or 0)),
+                               blocked=max(0, int(blocked or 0)))
             if queues or depth.total:
                 depths[queue] = depth
         return dict(sorted(depths.items()))

@@ -48,6 +48,7 @@ The data model (``P`` is the prefix)::
                                  (score -priority, member id)
     P flowdue           ZSET    flow key -> when to look at it again (epoch seconds:
                                  its next rate token, or a blocked message's eta)
+    P blocked           HASH    queue -> blocked messages (for depth())
     P uq:<key>          STRING  the task id holding a unique key (PX: unique_for)
     P control           STREAM  remote control commands for workers (app.control)
     P reply:<ticket>    HASH    hostname -> json reply to one control command
@@ -105,6 +106,7 @@ class Keys:
         self.gate_prefix = f"{p}gate:"
         self.flow_due = f"{p}flowdue"
         self.unique_prefix = f"{p}uq:"
+        self.blocked = f"{p}blocked"
         self.control = f"{p}control"
         self.control_wake = f"{p}wake-control"
         self.reply_prefix = f"{p}reply:"
