@@ -197,12 +197,16 @@ class Control:
     def rate_limit(self, task_name: str, rate_limit: str | float | None,
                    destination: Sequence[str] | None = None, **kwargs: Any
                    ) -> list[dict[str, Any]] | None:
-        """Set a task's rate limit (``"10/m"``; ``0``/None: none) on live workers.
+        """Set a task's rate limit (``"10/m"``; ``0``/None: none) in the store (the
+        claim decides; it holds until set again) and on live workers.
 
         Raises:
             ValueError: the rate is not a number nor like ``"10/m"``.
         """
-        parse_rate(rate_limit)  # a bad rate fails here, not in every worker
+        rate = parse_rate(rate_limit)  # a bad rate fails here, not in every worker
+        # Rate limits are decided in the store's claim (liteq.flow): the store learns
+        # the new rate; workers too, for messages sent without theirs.
+        self.app.broker.set_rate_limit(task_name, rate)
         return self.broadcast("rate_limit", {"task_name": task_name,
                                              "rate_limit": rate_limit},
                               destination=destination, **kwargs)

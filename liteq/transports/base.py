@@ -544,6 +544,12 @@ class Transport(abc.ABC):
         at most ``capacity``), shared by every worker; returns 0.0 when one was taken,
         else the seconds until one will be there (nothing taken)."""
 
+    @abc.abstractmethod
+    def set_rate_limit(self, task_name: str, rate: float | None) -> None:
+        """Set a task's rate (tokens per second; None: no limit) for the messages that
+        carry a rate limit (``Flow.rate_key``), waiting ones included; it wins over the
+        rate they were sent with (``app.control.rate_limit``)."""
+
     # -- paused queues ---------------------------------------------------------------
 
     @abc.abstractmethod

@@ -92,6 +92,11 @@ def lease_clock() -> float | None:
     return None
 
 
+def _glob(text: str) -> str:
+    """``text`` as a literal in a SCAN MATCH pattern."""
+    return "".join(f"\\{ch}" if ch in "*?[]\\" else ch for ch in text)
+
+
 def _version(text: str) -> tuple[int, ...]:
     parts = []
     for piece in text.split(".")[:2]:
@@ -472,6 +477,21 @@ class RedisTransport(MonitorRole, Transport):
         return in_flight
 
     # -- rate limits -----------------------------------------------------------------
+
+    def set_rate_limit(self, task_name: str, rate: float | None) -> None:
+        base = f"{self.keys.flow_prefix}rate:{task_name}"
+
+        def store(client: Any) -> None:
+            client.hset(self.keys.rate_overrides, task_name, repr(float(rate or 0)))
+            # its blocked messages are looked at again by the next claim
+            names = [base, *client.scan_iter(match=f"{_glob(base)}:*", count=1000)]
+            for name in names:
+                key = name.decode() if isinstance(name, bytes) else name
+                client.zadd(self.keys.flow_due, {key[len(self.keys.flow_prefix):]: 0})
+            for queue in client.smembers(self.keys.queues):
+                client.publish(self.keys.wake(queue.decode()), "")
+
+        self._run(store)
 
     def pause_queue(self, queue: str) -> bool:
         return bool(self._run(lambda client: client.sadd(self.keys.paused, queue)))

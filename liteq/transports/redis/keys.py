@@ -48,6 +48,7 @@ The data model (``P`` is the prefix)::
                                  (score -priority, member id)
     P flowdue           ZSET    flow key -> when to look at it again (epoch seconds:
                                  its next rate token, or a blocked message's eta)
+    P rates             HASH    task name -> rate set at run time ('0': none)
     P blocked           HASH    queue -> blocked messages (for depth())
     P uq:<key>          STRING  the task id holding a unique key (PX: unique_for)
     P control           STREAM  remote control commands for workers (app.control)
@@ -107,6 +108,7 @@ class Keys:
         self.flow_due = f"{p}flowdue"
         self.unique_prefix = f"{p}uq:"
         self.blocked = f"{p}blocked"
+        self.rate_overrides = f"{p}rates"
         self.control = f"{p}control"
         self.control_wake = f"{p}wake-control"
         self.reply_prefix = f"{p}reply:"

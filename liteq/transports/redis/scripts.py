@@ -95,7 +95,8 @@ def prelude(keys: Keys) -> str:
              "worker_info": keys.worker_info, "heartbeats": keys.heartbeats,
              "beat": keys.beat, "revoked": keys.revoked,
              "revoked_until": keys.revoked_until, "paused": keys.paused,
-             "flow_due": keys.flow_due, "blocked": keys.blocked}
+             "flow_due": keys.flow_due, "blocked": keys.blocked,
+             "rate_overrides": keys.rate_overrides}
     families = {"message": keys.message_prefix, "ready": keys.ready_prefix,
                 "scheduled": keys.scheduled_prefix, "held": keys.held_prefix,
                 "result": keys.result_prefix, "published": keys.publish_prefix,

@@ -302,6 +302,9 @@ class SQLiteTransport(Transport):
     def take_token(self, key: str, rate: float, capacity: float = 1.0) -> float:
         return self._coordination.take_token(key, rate, capacity)
 
+    def set_rate_limit(self, task_name: str, rate: float | None) -> None:
+        self._coordination.set_rate_limit(task_name, rate)
+
     def pause_queue(self, queue: str) -> bool:
         return self._coordination.pause_queue(queue)
 

@@ -115,6 +115,11 @@ class CoordinationRole(SQLiteRole):
 
         return self._db.write(take)
 
+    def set_rate_limit(self, task_name: str, rate: float | None) -> None:
+        self._ensure_open()
+        self._db.write(lambda conn: flow.set_rate(conn, task_name, rate))
+        self._wake.workers.notify()
+
     # -- paused queues ---------------------------------------------------------------
 
     def pause_queue(self, queue: str) -> bool:

@@ -57,7 +57,7 @@ CLEAR_DUE = "UPDATE liteq_flow SET due = NULL WHERE key = ?"
 FORGET_KEY = "DELETE FROM liteq_flow WHERE key = ? AND used <= 0 AND waiting <= 0 AND due IS NULL"
 #: The next blocked message of a key.
 HEAD = (
-    f"SELECT id, flow, run_at FROM liteq_messages WHERE state = {BLOCKED} AND gate = ? "
+    f"SELECT id, flow, run_at, task_name FROM liteq_messages WHERE state = {BLOCKED} AND gate = ? "
     "ORDER BY priority DESC, run_at, id LIMIT 1"
 )
 ADMIT = f"UPDATE liteq_messages SET state = {READY}, gate = NULL WHERE id = ?"
@@ -76,6 +76,14 @@ UNIQUE_HOLDER = (
 )
 UNIQUE_TAKE = "INSERT OR REPLACE INTO liteq_unique (key, task_id, expires_at) VALUES (?, ?, ?)"
 UNIQUE_FREE = "DELETE FROM liteq_unique WHERE key = ? AND task_id = ?"
+#: A task's rate set at run time (app.control.rate_limit): wins over the message's.
+RATE_OVERRIDE = "SELECT rate FROM liteq_rate_overrides WHERE task = ?"
+SET_RATE = "INSERT OR REPLACE INTO liteq_rate_overrides (task, rate) VALUES (?, ?)"
+#: Look again at once at a task's rate keys ("rate:<task>" and "rate:<task>:<key>").
+RATE_KEYS_DUE = (
+    "UPDATE liteq_flow SET due = 0 WHERE waiting > 0 AND "
+    "(key = :base OR (key >= :base || ':' AND key < :base || ';'))"
+)
 PAUSE = "INSERT OR IGNORE INTO liteq_paused (queue, since) VALUES (?, ?)"
 RESUME = "DELETE FROM liteq_paused WHERE queue = ?"
 PAUSED = "SELECT queue FROM liteq_paused ORDER BY queue"
@@ -120,7 +128,7 @@ def _publish_one(conn: sqlite3.Connection, envelope: Envelope, flow: Flow, now: 
     row = message_row(envelope, now)
     state, gate = row.state, None
     if flow.gated and state == READY:
-        gate, due = _entry_gate(conn, flow, now)
+        gate, due = _entry_gate(conn, flow, now, envelope.task_name)
         if gate is not None:
             state = BLOCKED
             if due is not None:
@@ -133,8 +141,8 @@ def _publish_one(conn: sqlite3.Connection, envelope: Envelope, flow: Flow, now: 
     conn.execute(PUBLISH_FLOW, (*row._replace(state=state), flow.dumps(), gate))
 
 
-def _entry_gate(conn: sqlite3.Connection, flow: Flow,
-                now: float) -> tuple[str | None, float | None]:
+def _entry_gate(conn: sqlite3.Connection, flow: Flow, now: float,
+                task_name: str) -> tuple[str | None, float | None]:
     """The key a new ready message must wait on (None: admitted, slot and token
     taken). It never overtakes messages of its keys that wait already."""
     for key in (flow.concurrency_key, flow.rate_key):
@@ -142,10 +150,11 @@ def _entry_gate(conn: sqlite3.Connection, flow: Flow,
             row = conn.execute(FLOW_ROW, (key,)).fetchone()
             if row is not None and row[1] > 0:
                 return key, None
-    return _admit(conn, flow, now)
+    return _admit(conn, flow, now, task_name)
 
 
-def _admit(conn: sqlite3.Connection, flow: Flow, now: float) -> tuple[str | None, float | None]:
+def _admit(conn: sqlite3.Connection, flow: Flow, now: float,
+           task_name: str) -> tuple[str | None, float | None]:
     """Take a slot and a token for ``flow`` if both are there: (None, None); else the
     key it waits on and when to look again (None: when a slot is freed)."""
     ckey, rkey = flow.concurrency_key, flow.rate_key
@@ -153,8 +162,12 @@ def _admit(conn: sqlite3.Connection, flow: Flow, now: float) -> tuple[str | None
         row = conn.execute(FLOW_ROW, (ckey,)).fetchone()
         if row is not None and row[0] >= (flow.concurrency_limit or 1):
             return ckey, None
-    if rkey is not None and flow.rate:
-        wait = take_token(conn, rkey, flow.rate, float(flow.burst))
+    rate = flow.rate
+    if rkey is not None:
+        override = conn.execute(RATE_OVERRIDE, (task_name,)).fetchone()
+        rate = override[0] if override is not None else rate
+    if rkey is not None and rate:
+        wait = take_token(conn, rkey, rate, float(flow.burst))
         if wait > 0:
             return rkey, now + wait
     if ckey is not None:
@@ -181,13 +194,13 @@ def wake(conn: sqlite3.Connection, key: str, now: float) -> int:
         head = conn.execute(HEAD, (key,)).fetchone()
         if head is None:
             break
-        message_id, text, run_at = head
+        message_id, text, run_at, task_name = head
         if run_at > now:  # an eta (a retry's countdown): look again then
             conn.execute(SET_DUE, {"key": key, "due": run_at})
             break
         flow = Flow.loads(text)
         assert flow is not None
-        gate, due = _admit(conn, flow, now)
+        gate, due = _admit(conn, flow, now, task_name)
         if gate is None:
             conn.execute(ADMIT, (message_id,))
             conn.execute(ADD_WAITING, (key, -1))
@@ -247,6 +260,12 @@ def claimed(conn: sqlite3.Connection, rows: Sequence[Any]) -> None:
                 conn.execute(UNIQUE_FREE, (flow.unique_key, row.task_id))
 
 
+def set_rate(conn: sqlite3.Connection, task_name: str, rate: float | None) -> None:
+    """A task's rate from now on (None: none); its blocked messages are looked at again."""
+    conn.execute(SET_RATE, (task_name, rate))
+    conn.execute(RATE_KEYS_DUE, {"base": f"rate:{task_name}"})
+
+
 def recount(conn: sqlite3.Connection) -> None:
     """Rebuild the flow keys from the messages left (after a purge)."""
     for statement in RECOUNT:
@@ -255,5 +274,5 @@ def recount(conn: sqlite3.Connection) -> None:
 
 __all__ = [
     "ANY_FLOW", "FLOW_STATE", "PAUSE", "PAUSED", "RESUME", "block_again", "claimed",
-    "publish", "recount", "release", "take_token", "wake", "wake_due",
+    "publish", "recount", "release", "set_rate", "take_token", "wake", "wake_due",
 ]

@@ -304,6 +304,11 @@ def _v5(models: SimpleNamespace) -> None:
         "CREATE TABLE IF NOT EXISTS liteq_unique (key TEXT PRIMARY KEY, task_id TEXT NOT NULL, "
         "expires_at REAL) WITHOUT ROWID"
     )
+    # app.control.rate_limit(): a task's rate as set at run time (NULL: no limit)
+    database.execute_sql(
+        "CREATE TABLE IF NOT EXISTS liteq_rate_overrides (task TEXT PRIMARY KEY, rate REAL) "
+        "WITHOUT ROWID"
+    )
     database.execute_sql(
         "CREATE TABLE IF NOT EXISTS liteq_paused (queue TEXT PRIMARY KEY, since REAL NOT NULL) "
         "WITHOUT ROWID"

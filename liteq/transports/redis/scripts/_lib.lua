@@ -84,12 +84,19 @@ end
 
 -- Take a slot and a token for flow ``f``: nil when both were there, else the key it
 -- waits on and when to look again (nil: when a slot is freed).
-local function flow_admit(f, now)
+local function flow_admit(f, now, name)
   if f.ck and flow_count(f.ck, 'used') >= (f.cl or 1) then
     return f.ck, nil
   end
-  if f.rk and f.r then
-    local wait = take_bucket(f.rk, f.r, f.b or 1, now)
+  local rate = f.r
+  if f.rk then  -- a rate set at run time (app.control.rate_limit) wins
+    local override = redis.call('HGET', KEY.rate_overrides, name)
+    if override then
+      rate = tonumber(override)
+    end
+  end
+  if f.rk and rate and rate > 0 then
+    local wait = take_bucket(f.rk, rate, f.b or 1, now)
     if wait > 0 then
       return f.rk, now + wait
     end
@@ -128,7 +135,7 @@ local function flow_wake(key, now, woken)
       break
     end
     local id = head[1]
-    local m = redis.call('HMGET', P.message .. id, 'f', 'r', 'q', 'p')
+    local m = redis.call('HMGET', P.message .. id, 'f', 'r', 'q', 'p', 'n')
     if not m[1] then  -- gone (purged): forget it
       redis.call('ZREM', P.gate .. key, id)
       flow_add(key, 'waiting', -1)
@@ -136,7 +143,7 @@ local function flow_wake(key, now, woken)
       set_due(key, tonumber(m[2]))
       break
     else
-      local gate, due = flow_admit(cjson.decode(m[1]), now)
+      local gate, due = flow_admit(cjson.decode(m[1]), now, m[5])
       if not gate then
         unblock(id, key, m[3])
         redis.call('ZADD', P.ready .. m[3], -tonumber(m[4]), id)
@@ -236,7 +243,7 @@ local function publish(env, woken)
     elseif f.rk and flow_count(f.rk, 'waiting') > 0 then
       gate = f.rk
     else
-      gate, due = flow_admit(f, lease_now(''))
+      gate, due = flow_admit(f, lease_now(''), env.name)
     end
     if gate then
       block(id, gate, env.priority, env.queue)
