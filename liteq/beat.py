@@ -36,6 +36,29 @@ MISSED_AFTER = 2.0
 #: Longest sleep between looks at the schedule (entries may change under other beats).
 MAX_SLEEP = 60.0
 MISSED_POLICIES = ("once", "skip")
+#: ``beat_scheduler`` / ``liteq beat -S`` values that name what liteq's beat does: a
+#: schedule kept between runs (in the store, where Celery keeps a shelve file).
+OWN_SCHEDULERS = frozenset({
+    "celery.beat:PersistentScheduler", "celery.beat.PersistentScheduler",
+    "celery.beat:Scheduler", "celery.beat.Scheduler", "liteq.beat:Beat", "liteq.beat.Beat",
+})
+
+
+def check_scheduler(name: Any) -> None:
+    """Refuse a ``beat_scheduler`` liteq cannot honour (it would silently run none of
+    the entries that scheduler keeps, such as django_celery_beat's database ones).
+
+    Raises:
+        ImproperlyConfigured: ``name`` is not empty and not one of :data:`OWN_SCHEDULERS`.
+    """
+    if not name or (isinstance(name, str) and name.strip() in OWN_SCHEDULERS):
+        return
+    raise ImproperlyConfigured(
+        f"beat_scheduler {name!r} is not supported: liteq's beat reads its entries from "
+        "beat_schedule and app.add_periodic_task and keeps them in the store (entries "
+        "kept by another scheduler, such as django_celery_beat's DatabaseScheduler, would "
+        "never run); remove the setting, or move the entries into beat_schedule"
+    )
 
 
 @dataclass(frozen=True)
@@ -124,7 +147,12 @@ class Beat:
         self.fired = 0
 
     def setup(self) -> list[BeatEntry]:
-        """Read the code's schedule and make the database match it."""
+        """Read the code's schedule and make the database match it.
+
+        Raises:
+            ImproperlyConfigured: an unsupported ``beat_scheduler``, or a bad entry.
+        """
+        check_scheduler(self.app.conf.beat_scheduler)
         self.app.finalize()
         self.definitions = definitions(self.app)
         now = self.clock()
@@ -218,4 +246,4 @@ def describe(app: LiteQ, now: float | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = ["Beat", "Definition", "definitions", "describe"]
+__all__ = ["OWN_SCHEDULERS", "Beat", "Definition", "check_scheduler", "definitions", "describe"]

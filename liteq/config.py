@@ -175,7 +175,10 @@ OPTIONS: dict[str, Option] = {
     # -- beat ------------------------------------------------------------------------
     "beat_schedule": _o({}, "CELERYBEAT_SCHEDULE"),
     "beat_max_loop_interval": _o(0, "CELERYBEAT_MAX_LOOP_INTERVAL"),
-    "beat_scheduler": _o(None, "CELERYBEAT_SCHEDULER", noop=True),
+    "beat_scheduler": _o(None, "CELERYBEAT_SCHEDULER",
+                         doc="Celery's own schedulers are accepted (liteq's beat is the "
+                             "persistent one); any other, such as django_celery_beat's "
+                             "DatabaseScheduler, stops beat with ImproperlyConfigured"),
     "beat_schedule_filename": _o(None, "CELERYBEAT_SCHEDULE_FILENAME", noop=True),
     "beat_sync_every": _o(0, "CELERYBEAT_SYNC_EVERY", noop=True),
     "beat_cron_starting_deadline": _o(None),

@@ -22,7 +22,6 @@ from liteq import __version__
 from liteq.config import OPTIONS, result_store
 from liteq.exceptions import ImproperlyConfigured, LiteQError, StoreNotFound
 from liteq.transports import check_store, scheme_of
-from liteq.worker.logs import setup_logging
 from liteq.worker.spec import AppSpec
 
 if TYPE_CHECKING:
@@ -298,4 +297,4 @@ def cli(ctx: click.Context, app_path: str | None, broker: str | None, workdir: s
 
 
 __all__ = ["State", "StoreArgumentError", "app_option", "cli", "handle_errors",
-           "loglevel_type", "read_only", "resolve", "setting_default", "setup_logging"]
+           "loglevel_type", "read_only", "resolve", "setting_default"]

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from liteq.beat import Beat, describe
-from liteq.cli.base import app_option, cli, handle_errors, loglevel_type, resolve, setup_logging
+from liteq.beat import Beat, check_scheduler, describe
+from liteq.cli.base import app_option, cli, handle_errors, loglevel_type, resolve
 from liteq.cli.daemon import detach as become_daemon
 from liteq.cli.daemon import expand_path, holding_pidfile
+from liteq.worker.logs import configure_logging
 
 if TYPE_CHECKING:
     from liteq.app import LiteQ
@@ -42,11 +43,14 @@ def _when(timestamp: float | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="With --show: print JSON.")
 @click.option("-s", "--schedule", "schedule_file", default=None, hidden=True,
               help="Accepted for Celery compatibility: the schedule lives in the database.")
+@click.option("-S", "--scheduler", default=None,
+              help="Celery's persistent scheduler is what liteq's beat is; any other "
+                   "(e.g. django_celery_beat's) is refused (beat_scheduler).")
 @click.pass_context
 @handle_errors
 def beat(ctx: click.Context, database: str | None, app_path: str | None, loglevel: int,
          logfile: str | None, pidfile: str | None, detach: bool, show: bool, as_json: bool,
-         schedule_file: str | None) -> None:
+         schedule_file: str | None, scheduler: str | None) -> None:
     """Send periodic tasks on time; several beats on one file fire each tick once.
 
     \b
@@ -54,6 +58,9 @@ def beat(ctx: click.Context, database: str | None, app_path: str | None, logleve
     liteq beat tasks.db --show      list entries with their next run
     """
     app, _ = resolve(ctx, app_path, database, must_exist=show)  # --show only reads
+    if scheduler is not None:
+        app.conf.beat_scheduler = scheduler
+    check_scheduler(app.conf.beat_scheduler)  # before detaching: the error reaches you
     if show:
         rows = describe(app)
         if as_json:
@@ -75,7 +82,7 @@ def beat(ctx: click.Context, database: str | None, app_path: str | None, logleve
     if detach:
         assert pid_path is not None and log_path is not None
         become_daemon(pid_path, log_path)
-    setup_logging(loglevel, app.conf.worker_log_format, log_path)
+    configure_logging(app, loglevel, log_path)
     with holding_pidfile(pid_path):
         _run(app)
     sys.exit(0)

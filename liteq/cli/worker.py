@@ -13,12 +13,11 @@ from liteq.cli.base import (
     loglevel_type,
     resolve,
     setting_default,
-    setup_logging,
 )
 from liteq.cli.daemon import detach as become_daemon
 from liteq.cli.daemon import expand_path, holding_pidfile
 from liteq.worker import Worker, WorkerOptions, expand_nodename
-from liteq.worker.logs import redirected_stdouts
+from liteq.worker.logs import configure_logging, redirected_stdouts
 from liteq.worker.supervisor import PoolStartError
 
 
@@ -101,7 +100,7 @@ def worker(ctx: click.Context, /, database: str | None, app_path: str | None,
     if detach:
         assert pid_path is not None and log_path is not None
         become_daemon(pid_path, log_path)
-    setup_logging(loglevel, app.conf.worker_log_format, log_path)
+    configure_logging(app, loglevel, log_path)
     # print() in tasks becomes log lines, as in Celery (children inherit or redo it)
     redirect_level = (str(app.conf.worker_redirect_stdouts_level)
                       if app.conf.worker_redirect_stdouts else None)

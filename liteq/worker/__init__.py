@@ -37,10 +37,9 @@ from liteq.records import error_record
 from liteq.routing import queues_from_setting
 from liteq.states import FAILURE
 from liteq.transports.base import LostTaskPolicy, WorkerInfo
-from liteq.utils.log import setup_task_loggers
 from liteq.worker.consumer import Consumer
 from liteq.worker.housekeeping import Housekeeper
-from liteq.worker.logs import terminal
+from liteq.worker.logs import configure_task_loggers, terminal
 from liteq.worker.pool import Pool, PoolOptions, SoloPool, ThreadPool
 from liteq.worker.remote import RemoteControl, known_tasks
 from liteq.worker.spec import AppSpec
@@ -209,7 +208,7 @@ class Worker:
         signals.worker_init.send(sender=self)
         app.finalize()
         if main_thread:
-            setup_task_loggers(app.conf.worker_task_log_format)
+            configure_task_loggers(app)
         signals.celeryd_after_setup.send(sender=self.hostname, instance=self, conf=app.conf)
         self.queues = [q for q in dict.fromkeys(self.queues)
                        if q not in self.options.exclude_queues]

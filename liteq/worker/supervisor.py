@@ -43,7 +43,6 @@ from liteq.execute import Outcome
 from liteq.records import error_record
 from liteq.states import FAILURE, REVOKED
 from liteq.transports.base import Delivery, LeaseRef, LostTaskPolicy
-from liteq.utils.log import setup_task_loggers
 from liteq.worker import logs
 from liteq.worker.consumer import Consumer
 from liteq.worker.pool import PoolOptions, SoloPool
@@ -174,7 +173,9 @@ def child_main(spec: AppSpec, control: Connection, report: Connection, index: in
     try:
         app = spec.load()
         app.finalize()
-        setup_task_loggers(app.conf.worker_task_log_format)  # spawn: not inherited
+        if method != "fork":  # not inherited: the application's own set-up, if any, again
+            logs.configure_child_logging(app, pool_options.loglevel, pool_options.logfile)
+        logs.configure_task_loggers(app)
         for transport in {id(t): t for t in (app.broker, app.backend)}.values():
             transport.after_fork()
         pool = SoloPool(app, spec, 1, pool_options, hard_limit_in_process=False)
