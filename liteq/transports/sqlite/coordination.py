@@ -61,7 +61,9 @@ class CoordinationRole(SQLiteRole):
         def fire(conn: sqlite3.Connection) -> bool:
             if conn.execute(queries.BEAT_ADVANCE, params).rowcount != 1:
                 return False  # another beat fired this tick
-            if envelope is not None:
+            if envelope is not None and envelope.flow is not None:  # limits, uniqueness
+                flow.publish(conn, [envelope], _clock.wall())
+            elif envelope is not None:
                 conn.execute(queries.PUBLISH, message_row(envelope, _clock.wall()))
             return True
 

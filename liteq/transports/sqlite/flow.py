@@ -55,11 +55,14 @@ SET_DUE = (
 )
 CLEAR_DUE = "UPDATE liteq_flow SET due = NULL WHERE key = ?"
 FORGET_KEY = "DELETE FROM liteq_flow WHERE key = ? AND used <= 0 AND waiting <= 0 AND due IS NULL"
-#: The next blocked message of a key.
+#: The next blocked message of a key whose time has come (one waiting for its eta, a
+#: retry's countdown, is passed over).
 HEAD = (
-    f"SELECT id, flow, run_at, task_name FROM liteq_messages WHERE state = {BLOCKED} AND gate = ? "
-    "ORDER BY priority DESC, run_at, id LIMIT 1"
+    f"SELECT id, flow, task_name FROM liteq_messages WHERE state = {BLOCKED} AND gate = ? "
+    "AND run_at <= ? ORDER BY priority DESC, run_at, id LIMIT 1"
 )
+#: When the first blocked message of a key that waits for its eta is due.
+NEXT_BLOCKED = f"SELECT min(run_at) FROM liteq_messages WHERE state = {BLOCKED} AND gate = ?"
 ADMIT = f"UPDATE liteq_messages SET state = {READY}, gate = NULL WHERE id = ?"
 REGATE = "UPDATE liteq_messages SET gate = ? WHERE id = ?"
 BLOCK = (
@@ -191,13 +194,13 @@ def wake(conn: sqlite3.Connection, key: str, now: float) -> int:
     admitted = 0
     conn.execute(CLEAR_DUE, (key,))
     while True:
-        head = conn.execute(HEAD, (key,)).fetchone()
+        head = conn.execute(HEAD, (key, now)).fetchone()
         if head is None:
+            eta = conn.execute(NEXT_BLOCKED, (key,)).fetchone()[0]
+            if eta is not None:  # only etas to come: look again at the first
+                conn.execute(SET_DUE, {"key": key, "due": eta})
             break
-        message_id, text, run_at, task_name = head
-        if run_at > now:  # an eta (a retry's countdown): look again then
-            conn.execute(SET_DUE, {"key": key, "due": run_at})
-            break
+        message_id, text, task_name = head
         flow = Flow.loads(text)
         assert flow is not None
         gate, due = _admit(conn, flow, now, task_name)

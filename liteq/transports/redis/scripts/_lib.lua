@@ -126,22 +126,37 @@ end
 
 -- Admit the blocked messages of ``key`` that can go now, in order (priority, eta,
 -- arrival); a head that waits on its other key moves there. Returns how many.
+-- The first blocked message of ``key`` whose time has come, with its fields; those
+-- waiting for an eta (a retry's countdown, a release until later) are passed over, as
+-- the SQLite claim orders them by eta. Nil and the earliest eta when none is due.
+local function flow_head(key, now)
+  local earliest = nil
+  for _, id in ipairs(redis.call('ZRANGE', P.gate .. key, 0, 49)) do
+    local m = redis.call('HMGET', P.message .. id, 'f', 'r', 'q', 'p', 'n')
+    if not m[1] or tonumber(m[2]) <= now then
+      return id, m
+    end
+    if not earliest or tonumber(m[2]) < earliest then
+      earliest = tonumber(m[2])
+    end
+  end
+  return nil, earliest
+end
+
 local function flow_wake(key, now, woken)
   local admitted = 0
   redis.call('ZREM', KEY.flow_due, key)
   while true do
-    local head = redis.call('ZRANGE', P.gate .. key, 0, 0)
-    if #head == 0 then
+    local id, m = flow_head(key, now)
+    if not id then
+      if m then  -- only etas to come: look again at the first
+        set_due(key, m)
+      end
       break
     end
-    local id = head[1]
-    local m = redis.call('HMGET', P.message .. id, 'f', 'r', 'q', 'p', 'n')
     if not m[1] then  -- gone (purged): forget it
       redis.call('ZREM', P.gate .. key, id)
       flow_add(key, 'waiting', -1)
-    elseif tonumber(m[2]) > now then  -- an eta (a retry's countdown): look again then
-      set_due(key, tonumber(m[2]))
-      break
     else
       local gate, due = flow_admit(cjson.decode(m[1]), now, m[5])
       if not gate then
