@@ -155,6 +155,31 @@ class FlowSpec:
         return hashlib.sha1(text.encode()).hexdigest()
 
 
+def task_flow(task: Any, default_rate: Any = None,
+              rates_disabled: bool = False) -> FlowSpec | None:
+    """A task's flow control from its options (None: none, as for most tasks).
+
+    Raises:
+        ImproperlyConfigured: an option that can never work (see :meth:`FlowSpec.of`).
+    """
+    rate = None if rates_disabled else task.rate_limit or default_rate
+    spec = FlowSpec.of(
+        task.name, concurrency_limit=task.concurrency_limit,
+        concurrency_key=_unbound(task, task.concurrency_key), rate_limit=rate,
+        rate_limit_key=_unbound(task, task.rate_limit_key),
+        rate_limit_burst=task.rate_limit_burst, unique=task.unique,
+        unique_for=task.unique_for, unique_until=task.unique_until,
+    )
+    return spec if spec.active else None
+
+
+def _unbound(task: Any, value: Any) -> Any:
+    """A key function given as a task option is a class attribute: its plain function
+    (a function of the task's arguments), not a method of the task."""
+    return getattr(value, "__func__", value) if getattr(value, "__self__", None) is task \
+        else value
+
+
 def _positive(name: str, option: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ImproperlyConfigured(
@@ -188,4 +213,4 @@ def _until(name: str, value: Any) -> str:
     return str(value)
 
 
-__all__ = ["UNTIL", "FlowSpec", "check_options"]
+__all__ = ["UNTIL", "FlowSpec", "check_options", "task_flow"]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from liteq import _state, aio, serialization, signals
 from liteq.config import SettingsCache
 from liteq.exceptions import ImproperlyConfigured, OperationalError
-from liteq.flow import FlowSpec
+from liteq.flow import FlowSpec, task_flow
 from liteq.messages import Envelope, Message, new_id, new_ids, origin
 from liteq.result import AsyncResult, GroupResult
 from liteq.routing import (
@@ -82,7 +82,8 @@ class _Defaults:
         self.soft_time_limit = _first(getattr(task, "soft_time_limit", None),
                                       conf.task_soft_time_limit)
         self.expires = getattr(task, "expires", None)
-        self.flow = _flow_spec(conf, task)
+        self.flow = None if task is None else task_flow(
+            task, conf.task_default_rate_limit, bool(conf.worker_disable_rate_limits))
         self.signature = _signature_of(task) if task is not None and task.typing else None
         #: argument shapes (count, keyword names) already checked against the signature
         self.shapes: set[tuple[int, tuple[str, ...]]] = set()
@@ -101,29 +102,6 @@ class _Defaults:
         except TypeError as exc:
             raise TypeError(f"{name}() {exc}") from None
         self.shapes.add(shape)
-
-
-def _flow_spec(conf: Settings, task: Task[Any, Any] | None) -> FlowSpec | None:
-    """The task's flow control (None: none; most tasks), checked once per task."""
-    if task is None:
-        return None
-    rate = task.rate_limit or conf.task_default_rate_limit
-    if conf.worker_disable_rate_limits:
-        rate = None
-    spec = FlowSpec.of(
-        task.name, concurrency_limit=task.concurrency_limit,
-        concurrency_key=_unbound(task, task.concurrency_key), rate_limit=rate,
-        rate_limit_key=_unbound(task, task.rate_limit_key), rate_limit_burst=task.rate_limit_burst,
-        unique=task.unique, unique_for=task.unique_for, unique_until=task.unique_until,
-    )
-    return spec if spec.active else None
-
-
-def _unbound(task: Task[Any, Any], value: Any) -> Any:
-    """A key function given as a task option is a class attribute: its plain function
-    (as written, a function of the task's arguments), not a method of the task."""
-    return getattr(value, "__func__", value) if getattr(value, "__self__", None) is task \
-        else value
 
 
 def _first(*values: Any) -> Any:
