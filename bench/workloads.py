@@ -1,4 +1,4 @@
-"""The workloads W1-W8: what is timed, and how, for every system alike.
+"""The workloads W1-W7 and WL: what is timed, and how, for every system alike.
 
 Each function runs one trial of one system and returns a :class:`Measurement`. The
 task is always ``add(i, i + 1)``; W1, W5 and W6 read every result back through the
@@ -58,8 +58,8 @@ def _verify(trial: Trial, batch: str, n: int) -> dict[str, Any]:
 
 def drain(trial: Trial, concurrency: int = 2, processes: int = 1, deep: int = 0,
           mode: str = "single") -> Measurement:
-    """W1 / W5 / W7 / W8: enqueue to frozen warm workers (plus ``deep`` behind), thaw,
-    time. W8 sends a task with ``concurrency_limit=1`` per key over 100 keys."""
+    """W1 / W5 / W7 / WL: enqueue to frozen warm workers (plus ``deep`` behind), thaw,
+    time. WL sends a task with ``concurrency_limit=1`` per key over 100 keys."""
     n = trial.sizes.tasks
     workers = trial.start_workers(concurrency, processes)
     startup = trial.warm_up(workers)
@@ -169,7 +169,8 @@ MAIN = (
     Workload("W4", "W4 idle", "CPU-s/20 s", "lower", idle),
     Workload("W5", "W5 deep drain", "tasks/s", "higher", _deep),
     Workload("W6", "W6 mixed", "tasks/s", "higher", mixed),
-    Workload("W8", "W8 limited drain", "tasks/s", "higher", drain, (("mode", "limited"),)),
+    # WL: flow control (issue 13), beside W1; not W8-W11, the payload shapes' names
+    Workload("WL", "WL limited drain", "tasks/s", "higher", drain, (("mode", "limited"),)),
 )
 
 #: W7's configurations: (key, title, concurrency, processes).
@@ -211,7 +212,7 @@ def expand(names: list[str]) -> list[str]:
         elif name in known:
             found = [name]
         else:
-            raise ValueError(f"unknown workload {name!r}: choose from W1-W8 "
+            raise ValueError(f"unknown workload {name!r}: choose from W1-W7, WL "
                              f"({', '.join(known)})")
         keys.extend(k for k in found if k not in keys)
     return keys

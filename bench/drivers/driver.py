@@ -47,7 +47,7 @@ class Driver:
             start = time.monotonic()
             ids = self.adapter.send_bulk(pairs)
             seconds = time.monotonic() - start
-        elif mode == "limited":  # W8: a task with concurrency_limit=1 per key, 100 keys
+        elif mode == "limited":  # WL: a task with concurrency_limit=1 per key, 100 keys
             send = getattr(self.adapter, "send_limited", None)
             if send is None:
                 return {"unsupported": True}

@@ -31,7 +31,7 @@ class Adapter(CeleryShapedAdapter):
                 "AND task_id IN ({marks})")
 
     def send_limited(self, x: int, y: int) -> str:
-        """W8: ``add_limited`` runs one at a time per key (``x % 100``)."""
+        """WL: ``add_limited`` runs one at a time per key (``x % 100``)."""
         return str(self.limited.delay(x, y).id)
 
     def count_done(self, ids: Sequence[str]) -> int:

@@ -24,7 +24,7 @@ def add(x, y):
     return x + y
 
 
-# W8: at most one running at once per key, over 100 keys (flow control in the claim)
+# WL: at most one running at once per key, over 100 keys (flow control in the claim)
 @app.task(name="benchtasks.add_limited", concurrency_limit=1,
           concurrency_key=lambda x, y: x % 100)
 def add_limited(x, y):
