@@ -33,6 +33,8 @@ WAL_WARN_BYTES = 64 * 1024 * 1024
 EXPIRY_GRACE = 3600.0
 #: Redis versions older than this get a warning (liteq refuses older than 6.2).
 REDIS_RECOMMENDED = (7, 0)
+#: SQLite busy retries below this many are never a warning.
+BUSY_WARN = 1000
 #: Messages read at most per check.
 LIMIT = 10000
 
@@ -209,7 +211,27 @@ def _expired_results(app: LiteQ) -> Iterator[Check]:
                     f"{expires:g} s")
 
 
+def _busy_retries(app: LiteQ) -> Iterator[Check]:
+    """SQLite busy retries the live workers report in their heartbeats: waits for the
+    write lock another process held (many per task: too many writers for one file)."""
+    reports = [w.info for w in _live_workers(app).values() if "sqlite_busy_retries" in w.info]
+    if not reports or getattr(app.broker, "path", None) is None:
+        return
+    busy = sum(_number(info.get("sqlite_busy_retries")) for info in reports)
+    done = sum(_number(info.get("processed")) for info in reports)
+    detail = f"{busy} by {len(reports)} live worker(s) over {done} task(s)"
+    if busy > max(done, BUSY_WARN):
+        yield Check("busy retries", WARN, detail + " (more waits for the write lock than "
+                    "tasks: fewer writers, or batch sends, or Redis)")
+    else:
+        yield Check("busy retries", OK, detail)
+
+
+def _number(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) else 0
+
+
 CHECKS: tuple[Callable[[LiteQ], Iterator[Check]], ...] = (
-    _stale_leases, _unconsumed_queues, _overdue, _expired_results)
+    _stale_leases, _unconsumed_queues, _overdue, _expired_results, _busy_retries)
 
 __all__ = ["FAIL", "OK", "WARN", "Check", "diagnose", "exit_code"]

@@ -117,6 +117,8 @@ class Request:
     message: Message | None = None
     #: the lease it runs under (None in eager mode)
     delivery: Delivery | None = None
+    #: epoch seconds it started running (stored with its result: the timeline)
+    started_at: float | None = None
 
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(fields)
@@ -248,10 +250,13 @@ def _record(
     ``result_extended`` says, so ``liteq retry`` can send it again.
     """
     extended = configured(app, task).result_options[1]
+    delivery = request.delivery
     return build_record(
         app, request.id or "", state, data, task=task, task_name=request.task,
         worker=request.hostname, retries=request.retries, traceback=traceback,
         extended=_extended(request, keep_call) if extended or keep_call else None,
+        date_received=delivery.claimed_at if delivery is not None else None,
+        date_started=request.started_at,
     )
 
 
@@ -328,6 +333,7 @@ def execute(
         The outcome: the state reached, the record to store and messages to publish.
     """
     started = time.monotonic()
+    request.started_at = time.time()
     request.children = [] if task.trail else None
     context_token = _state.current_request.set(request)
     task.push_request(request)
@@ -361,9 +367,12 @@ def _tracks_started(app: LiteQ, task: Task[Any, Any]) -> bool:
 
 def _started_record(app: LiteQ, task: Task[Any, Any], request: Request) -> ResultRecord:
     meta = {"pid": os.getpid(), "hostname": request.hostname}
+    delivery = request.delivery
     return build_record(app, request.id or "", STARTED, meta, task=task,
                         task_name=request.task, worker=request.hostname,
-                        retries=request.retries)
+                        retries=request.retries,
+                        date_received=delivery.claimed_at if delivery is not None else None,
+                        date_started=request.started_at)
 
 
 def _run(

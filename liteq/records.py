@@ -40,6 +40,7 @@ def build_record(
     task: Task[Any, Any] | None = None, task_name: str | None = None,
     worker: str | None = None, retries: int = 0, traceback: str | None = None,
     extended: bytes | None = None, serializer: str | None = None,
+    date_received: float | None = None, date_started: float | None = None,
 ) -> ResultRecord:
     """The record storing ``data`` as the result (or state meta) of ``task_id``.
 
@@ -48,6 +49,8 @@ def build_record(
         task: the task, when known: its ``result_serializer`` wins.
         serializer: a serializer name that wins over both (a caller's explicit choice).
         extended: the call's details (``result_extended``), already encoded.
+        date_received: when a worker claimed the task's message (epoch seconds).
+        date_started: when the task started running (epoch seconds).
 
     Raises:
         EncodeError: ``data`` cannot be serialized (the message names the task).
@@ -77,6 +80,8 @@ def build_record(
         retries=retries,
         extended=extended,
         expires_in=expires_in,
+        date_received=date_received,
+        date_started=date_started,
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from liteq.execute import DEFERRED, Outcome
-from liteq.transports.base import Delivery, LeaseRef, ResultRecord, Settlement
+from liteq.transports.base import Delivery, LeaseRef, ResultRecord, Settlement, Tally
 
 if TYPE_CHECKING:
     from liteq.app import LiteQ
@@ -56,7 +56,9 @@ class OutcomeStore:
                 record = None
             settlements.append(Settlement(delivery, record, outcome.publish,
                                           release=outcome.requeue,
-                                          redeliver=outcome.requeue))
+                                          redeliver=outcome.requeue,
+                                          tally=None if outcome.requeue else
+                                          _tally(delivery, outcome)))
         if apart:
             self.app.backend.store_results(apart)
         return settlements
@@ -78,6 +80,16 @@ class OutcomeStore:
         body that will not run, an eager result)."""
         if records:
             self.app.backend.store_results(records)
+
+
+def _tally(delivery: Delivery | LeaseRef, outcome: Outcome) -> Tally:
+    """What the per-minute counters count for a finished task (written by the broker in
+    the settle transaction, ``ignore_result`` tasks included). A supervisor's lease
+    (a killed task) has no envelope: the record names the task."""
+    name = delivery.envelope.task_name if isinstance(delivery, Delivery) else \
+        (outcome.record.task_name if outcome.record is not None else None)
+    ran = outcome.runtime > 0.0  # 0.0: ended before running (revoked, unrunnable, killed)
+    return Tally(name or "unknown", outcome.state, outcome.runtime if ran else None)
 
 
 __all__ = ["OutcomeStore"]

@@ -94,8 +94,7 @@ def metrics(ctx: click.Context, database: str | None, app_path: str | None, host
     except ImportError:
         raise click.ClickException(EXTRA) from None
     app, _ = resolve(ctx, app_path, database)
-    registry, collector = registry_for(app)
-    collector.follow()
+    registry, _collector = registry_for(app)
     click.echo(f"liteq metrics: http://{host}:{port}/metrics (Ctrl-C to stop)", err=True)
     server = make_server(host, port, make_wsgi_app(registry))
     try:

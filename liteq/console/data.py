@@ -2,10 +2,12 @@
 
 Everything comes from the broker and the result backend through the transport
 contract (``depth``, ``messages``, ``results_since``, ``get_result``, ``workers``,
-``beat_entries``), so the history the console shows is the store's: it survives
-restarts of the console and of the workers, and nothing is written on the task path
-for it. A task is the merge of its stored message (waiting or running) and its stored
-result (started or finished).
+``beat_entries``, ``task_counts``), so the history the console shows is the store's: it
+survives restarts of the console and of the workers. The only thing written on the task
+path for it is the per-minute counters the charts read, in the settle transaction (one
+statement per settled batch). A task is the merge of its stored message (waiting or
+running) and its stored result (started or finished, with when it was received and
+started).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class Task:
     eta: float | None = None
     finished: float | None = None
     started: float | None = None
+    received: float | None = None  #: when a worker claimed it
     result: Any = None
     exception: str | None = None
     traceback: str | None = None
@@ -168,22 +171,30 @@ class ConsoleData:
                  "consumers": consumers.get(name, 0)}
                 for name in sorted(set(depths) | set(consumers) | paused)]
 
-    def throughput(self, window: float, bucket: float) -> dict[str, Any]:
-        """Finished tasks per ``bucket`` seconds over the last ``window`` seconds."""
+    def throughput(self, windows: dict[str, tuple[float, float]]) -> dict[str, Any]:
+        """Finished tasks per bucket over each window (name -> (window, bucket) seconds),
+        from the per-minute counters the broker writes with each settlement (so tasks
+        whose results are ignored or expired count too), read once for all windows."""
         now = time.time()
-        start = math.floor((now - window) / bucket) * bucket
-        count = math.ceil((now - start) / bucket)
-        done = [0] * count
-        failed = [0] * count
-        for record in self.app.backend.results_since(start, limit=RESULT_LIMIT):
-            index = int((record.date_done - start) // bucket)
-            if 0 <= index < count:
-                if record.state == SUCCESS:
-                    done[index] += 1
-                elif record.state == FAILURE:
-                    failed[index] += 1
-        return {"start": start, "bucket": bucket, "succeeded": done, "failed": failed,
-                "total_succeeded": sum(done), "total_failed": sum(failed)}
+        first = min(math.floor((now - window) / bucket) * bucket
+                    for window, bucket in windows.values())
+        rows = self.app.broker.task_counts(first)
+        series = {}
+        for name, (window, bucket) in windows.items():
+            start = math.floor((now - window) / bucket) * bucket
+            count = math.ceil((now - start) / bucket)
+            done, failed = [0] * count, [0] * count
+            for row in rows:
+                index = int((row.minute - start) // bucket)
+                if 0 <= index < count:
+                    if row.state == SUCCESS:
+                        done[index] += row.count
+                    elif row.state == FAILURE:
+                        failed[index] += row.count
+            series[name] = {"start": start, "bucket": bucket, "succeeded": done,
+                            "failed": failed, "total_succeeded": sum(done),
+                            "total_failed": sum(failed)}
+        return series
 
     # -- tasks -------------------------------------------------------------------------
 
@@ -219,6 +230,9 @@ class ConsoleData:
         if stored:
             hostnames = holder_hostnames(self.app) if stored[0].holder else {}
             task = self._merge_message(task, stored[0], hostnames)
+        elif record is None:  # settled between the two reads: its result is there now
+            record = self.app.backend.get_result(task_id)
+            task = self._from_result(record) if record is not None else None
         if task is not None and record is not None and record.children:
             task.children = _child_ids(serialization.json_loads(record.children))
         return task
@@ -235,8 +249,12 @@ class ConsoleData:
         call = extended.get("call")
         if isinstance(call, dict):
             task.retried_from = (call.get("headers") or {}).get("retried_from")
+        # The timeline: the worker stores when it claimed and started the task with
+        # its result (no STARTED write needed); a STARTED record's time is the start.
+        task.received = record.date_received
+        task.started = record.date_started
         if record.state == STARTED:
-            task.started = record.date_done
+            task.started = task.started or record.date_done
         else:
             task.finished = record.date_done
         if not task.hidden:
@@ -299,7 +317,8 @@ class ConsoleData:
                          "pool": info.pool, "concurrency": info.concurrency,
                          "queues": list(info.queues), "running": running.get(info.id, 0),
                          "heartbeat_age": age, "alive": age < ALIVE_SECONDS,
-                         "done": _done(info.info), "started_at": info.started_at})
+                         "done": _done(info.info), "started_at": info.started_at,
+                         "busy_retries": info.info.get("sqlite_busy_retries")})
         return rows
 
     def beat(self) -> list[dict[str, Any]]:

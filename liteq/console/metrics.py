@@ -1,21 +1,20 @@
 """Prometheus metrics, read from the store at each scrape (``/metrics``).
 
-Gauges (queue depth, oldest ready task, workers alive, the SQLite WAL's size) are read
-from the store when Prometheus scrapes. Counters of finished tasks per task name and
-the run-time histogram come from :class:`liteq.events.EventMonitor`: the exporter
-starts from every result the store holds (so a restart does not reset them to what
-happened since), then follows events; nothing is written on the task path for them.
+Everything is read from the store when Prometheus scrapes, so the exporter keeps no
+state and a restart changes nothing: gauges (queue depth, oldest ready task, workers
+alive, the SQLite WAL's size) from the messages and workers; counters of finished
+tasks, leases taken over and the run-time histogram from the per-minute counters the
+broker writes in each settle transaction (``Transport.task_counts``), summed for ever
+(``ignore_result`` tasks and results past ``result_expires`` included); SQLite busy
+retries from the workers' heartbeats plus this process's own.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -25,24 +24,19 @@ from prometheus_client.core import (
     Metric,
 )
 
-from liteq.events import EventMonitor
+from liteq.transports.base import LOST, RUNTIME_BUCKETS, TaskCount, WorkerInfo
 
 if TYPE_CHECKING:
     from liteq.app import LiteQ
 
-#: Run-time histogram buckets, in seconds.
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-           300.0, float("inf"))
-#: Event type -> the ``state`` label of ``liteq_tasks_total``.
-COUNTED = {"task-succeeded": "succeeded", "task-failed": "failed",
-           "task-retried": "retried", "task-revoked": "revoked"}
+#: Run-time histogram buckets, in seconds (those the counters keep).
+BUCKETS = RUNTIME_BUCKETS
+#: Counted state -> the ``state`` label of ``liteq_tasks_total``.
+COUNTED = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried",
+           "REVOKED": "revoked", "REJECTED": "rejected", "IGNORED": "ignored"}
+#: States whose run time the histogram observes.
+TIMED = ("SUCCESS", "FAILURE")
 ALIVE_SECONDS = 90.0
-#: Seconds between reads of the store for events: run times are measured from the
-#: first read that sees a task held by a worker (or STARTED), so to about this much,
-#: and a task that starts and ends between two reads is counted but not timed.
-FOLLOW_INTERVAL = 0.25
-
-logger = logging.getLogger(__name__)
 
 
 class StoreCollector:
@@ -54,101 +48,56 @@ class StoreCollector:
 
     def __init__(self, app: LiteQ) -> None:
         self.app = app
-        self._lock = threading.Lock()
-        self._monitor: EventMonitor | None = None
-        self._counts: Counter[tuple[str, str]] = Counter()
-        self._taken_over = 0
-        self._began: dict[str, float] = {}
-        self._received: set[str] = set()
-        self._names: dict[str, str] = {}
-        self._runtimes: dict[str, list[int]] = {}
-        self._runtime_sums: dict[str, float] = {}
-
-    # -- counters from events ----------------------------------------------------------
-
-    def update(self) -> None:
-        """Read the events since the last call (the first reads every stored result)."""
-        with self._lock:
-            if self._monitor is None:
-                self._monitor = EventMonitor(self.app, replay=True)
-            events = self._monitor.poll()
-            for event in events:  # a revoke's record has no name: its message has
-                if event.get("name"):
-                    self._names[event["uuid"]] = event["name"]
-            for event in events:
-                self._count(event)
-            if len(self._names) > 100_000:
-                self._names.clear()
-
-    def _count(self, event: dict[str, Any]) -> None:
-        kind, uuid = event["type"], event["uuid"]
-        name = event.get("name") or self._names.get(uuid) or "unknown"
-        if kind == "task-received":
-            if uuid in self._received:
-                self._taken_over += 1  # delivered again: its lease was taken over
-            self._received.add(uuid)
-            self._began.setdefault(uuid, event["timestamp"])
-        elif kind == "task-started":
-            self._began[uuid] = event["timestamp"]
-        state = COUNTED.get(kind)
-        if state is None:
-            return
-        self._counts[(name, state)] += 1
-        if "WorkerLostError" in str(event.get("exception") or ""):
-            self._taken_over += 1
-        began = self._began.pop(uuid, None)
-        if kind != "task-retried":
-            self._received.discard(uuid)
-        if began is not None and kind in ("task-succeeded", "task-failed"):
-            self._observe(name, max(0.0, event["timestamp"] - began))
-
-    def _observe(self, name: str, seconds: float) -> None:
-        counts = self._runtimes.setdefault(name, [0] * len(BUCKETS))
-        for index, bound in enumerate(BUCKETS):
-            if seconds <= bound:
-                counts[index] += 1
-        self._runtime_sums[name] = self._runtime_sums.get(name, 0.0) + seconds
-
-    def follow(self, interval: float = FOLLOW_INTERVAL) -> threading.Event:
-        """Read events every ``interval`` seconds in a daemon thread (so run times are
-        measured between scrapes); set the returned event to stop it."""
-        stop = threading.Event()
-
-        def loop() -> None:
-            while not stop.wait(interval):
-                try:
-                    self.update()
-                except Exception:  # the store may be briefly unreachable: next time
-                    logger.warning("liteq metrics: cannot read the store", exc_info=True)
-
-        threading.Thread(target=loop, name="liteq-metrics", daemon=True).start()
-        return stop
 
     # -- the collector protocol --------------------------------------------------------
 
     def collect(self) -> Iterator[Metric]:
-        self.update()
         yield from self._queues()
-        yield from self._workers()
-        with self._lock:
-            tasks = CounterMetricFamily("liteq_tasks", "Tasks finished, by task name and "
-                                        "outcome (from the store's results and events).",
-                                        labels=["task", "state"])
-            for (name, state), count in sorted(self._counts.items()):
-                tasks.add_metric([name, state], count)
-            yield tasks
-            lost = CounterMetricFamily("liteq_leases_taken_over", "Tasks whose lease ran "
-                                       "out (worker lost) and were taken over or failed.")
-            lost.add_metric([], self._taken_over)
-            yield lost
-            runtime = HistogramMetricFamily("liteq_task_runtime_seconds", "Task run time "
-                                            "(received or started to finished).",
-                                            labels=["task"])
-            for name, counts in sorted(self._runtimes.items()):
-                buckets = [(_bound(b), c) for b, c in zip(BUCKETS, counts, strict=True)]
-                runtime.add_metric([name], buckets, self._runtime_sums[name])
-            yield runtime
-        yield from self._sqlite()
+        now = time.time()
+        alive = [w for w in self.app.broker.workers()
+                 if now - (w.heartbeat_at or w.started_at) < ALIVE_SECONDS]
+        gauge = GaugeMetricFamily("liteq_workers_alive", "Workers with a recent heartbeat.")
+        gauge.add_metric([], len(alive))
+        yield gauge
+        yield from self._tasks(self.app.broker.task_counts())
+        yield from self._sqlite(alive)
+
+    def _tasks(self, rows: list[TaskCount]) -> Iterator[Metric]:
+        tasks = CounterMetricFamily("liteq_tasks", "Tasks finished, by task name and "
+                                    "outcome (counted when each settles).",
+                                    labels=["task", "state"])
+        totals: dict[tuple[str, str], int] = {}
+        lost = 0
+        runtimes: dict[str, list[int]] = {}
+        sums: dict[str, float] = {}
+        for row in rows:
+            if row.state == LOST:
+                lost += row.count
+                continue
+            label = COUNTED.get(row.state, row.state.lower())
+            totals[(row.task_name, label)] = totals.get((row.task_name, label), 0) + row.count
+            if row.state in TIMED and row.bucket >= 0:
+                counts = runtimes.setdefault(row.task_name, [0] * len(BUCKETS))
+                counts[min(row.bucket, len(BUCKETS) - 1)] += row.count
+                sums[row.task_name] = sums.get(row.task_name, 0.0) + row.runtime
+        for (name, label), count in sorted(totals.items()):
+            tasks.add_metric([name, label], count)
+        yield tasks
+        taken = CounterMetricFamily("liteq_leases_taken_over", "Leases that ran out (their "
+                                    "worker was lost or stopped): the task was queued again "
+                                    "or failed.")
+        taken.add_metric([], lost)
+        yield taken
+        runtime = HistogramMetricFamily("liteq_task_runtime_seconds", "Task run time, as "
+                                        "the worker measured it (succeeded and failed).",
+                                        labels=["task"])
+        for name, counts in sorted(runtimes.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip(BUCKETS, counts, strict=True):
+                cumulative += count
+                buckets.append((_bound(bound), cumulative))
+            runtime.add_metric([name], buckets, sums[name])
+        yield runtime
 
     def _queues(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("liteq_queue_messages", "Messages per queue and state "
@@ -168,15 +117,7 @@ class StoreCollector:
         yield depth
         yield oldest
 
-    def _workers(self) -> Iterator[Metric]:
-        now = time.time()
-        alive = sum(1 for w in self.app.broker.workers()
-                    if now - (w.heartbeat_at or w.started_at) < ALIVE_SECONDS)
-        gauge = GaugeMetricFamily("liteq_workers_alive", "Workers with a recent heartbeat.")
-        gauge.add_metric([], alive)
-        yield gauge
-
-    def _sqlite(self) -> Iterator[Metric]:
+    def _sqlite(self, alive: list[WorkerInfo]) -> Iterator[Metric]:
         path = getattr(self.app.broker, "path", None)
         if not isinstance(path, str):
             return
@@ -188,6 +129,21 @@ class StoreCollector:
                                 "log file.")
         wal.add_metric([], size)
         yield wal
+        busy = CounterMetricFamily("liteq_sqlite_busy_retries", "Times a process waited "
+                                   "for SQLite's write lock held by another (live workers, "
+                                   "as their last heartbeat reported, and this exporter).")
+        busy.add_metric([], busy_retries(self.app, alive))
+        yield busy
+
+
+def busy_retries(app: LiteQ, alive: list[WorkerInfo]) -> int:
+    """SQLite busy retries of the live workers (their heartbeats) and of this process."""
+    reported = sum(_int(w.info.get("sqlite_busy_retries")) for w in alive)
+    return reported + app.broker.busy_retries()
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int | float) else 0
 
 
 def _bound(value: float) -> str:
@@ -207,4 +163,4 @@ def metrics_response(registry: CollectorRegistry) -> tuple[bytes, str]:
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-__all__ = ["BUCKETS", "StoreCollector", "metrics_response", "registry_for"]
+__all__ = ["BUCKETS", "StoreCollector", "busy_retries", "metrics_response", "registry_for"]

@@ -9,11 +9,9 @@ must carry it: once as ``?token=`` (which sets a cookie), as that cookie, or as
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import secrets
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,8 +125,8 @@ class Console:
     async def overview(self, request: Request) -> Response:
         data = self.data
         workers = data.workers()
-        return self.render(request, "overview.html", queues=data.queues(),
-                           hour=data.throughput(3600, 60), day=data.throughput(86400, 1800),
+        charts = data.throughput({"hour": (3600, 60), "day": (86400, 900)})
+        return self.render(request, "overview.html", queues=data.queues(), **charts,
                            alive=sum(1 for w in workers if w["alive"]), workers=workers)
 
     def _filter(self, request: Request) -> tuple[TaskFilter, dict[str, str]]:
@@ -163,7 +161,8 @@ class Console:
                            message=request.query_params.get("message"))
 
     async def workers(self, request: Request) -> Response:
-        return self.render(request, "workers.html", workers=self.data.workers())
+        return self.render(request, "workers.html", workers=self.data.workers(),
+                           sqlite=getattr(self.app.broker, "path", None) is not None)
 
     async def beat(self, request: Request) -> Response:
         return self.render(request, "beat.html", entries=self.data.beat())
@@ -305,15 +304,7 @@ def create_app(app: LiteQ, *, token: str | None = None, read_only: bool = False,
     hidden = tuple(hidden) + tuple(app.conf.get("console_hidden_tasks") or ())
     console = Console(app, read_only=read_only, hidden=hidden)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        stop = console.collector.follow()  # run times are measured between scrapes
-        try:
-            yield
-        finally:
-            stop.set()
-
-    return Starlette(routes=console.routes(), lifespan=lifespan,
+    return Starlette(routes=console.routes(),
                      middleware=[Middleware(Security, token=token)])
 
 __all__ = ["Console", "create_app"]

@@ -23,6 +23,7 @@ worker whose lease was taken over cannot ack, store a result, or renew.
 from __future__ import annotations
 
 import abc
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -39,6 +40,7 @@ class Delivery:
     deliveries: int  #: how many times the message was delivered, this time included
     envelope: Envelope
     revoked: bool = False  #: revoked before it was claimed: settle it REVOKED, don't run it
+    claimed_at: float | None = None  #: epoch seconds of the claim (the task's "received")
 
     @property
     def task_id(self) -> str:
@@ -78,6 +80,11 @@ class ResultRecord:
     #: ``children``), or None when it sent none; unlike ``extended``, a record without
     #: children clears those stored before (a retried task's earlier run)
     children: bytes | None = None
+    #: epoch seconds a worker claimed the task's message (its lease began), and the
+    #: task started running; None when unknown (a record stored outside a worker). A
+    #: record without them keeps those stored before.
+    date_received: float | None = None
+    date_started: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,55 @@ class Settlement:
     release: bool = False
     release_at: float | None = None
     redeliver: bool = False
+    #: what an accepted settlement adds to the per-minute task counters (not a release)
+    tally: Tally | None = None
+
+
+#: Upper bounds (seconds) of the run-time buckets the task counters keep; the last is
+#: infinite. A counter row's ``bucket`` is an index into this tuple.
+RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                   60.0, 300.0, float("inf"))
+
+
+#: The counters' pseudo-state of a lease that ran out and was taken over (its task
+#: queued again or failed).
+LOST = "LOST"
+
+#: Seconds the per-minute task counters are kept (older ones are summed into one row).
+COUNTS_KEPT = 8 * 86400.0
+
+
+def runtime_bucket(seconds: float | None) -> int:
+    """The index in :data:`RUNTIME_BUCKETS` of the first bound at or above ``seconds``;
+    -1 for a task that did not run (revoked before it started, lost)."""
+    if seconds is None:
+        return -1
+    return bisect.bisect_left(RUNTIME_BUCKETS, seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """One finished task as the per-minute counters count it (see ``task_counts``):
+    its name, the state it reached, and how long it ran (None: it did not run)."""
+
+    task_name: str
+    state: str
+    runtime: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCount:
+    """A counter row: tasks named ``task_name`` that reached ``state`` in the minute
+    starting at ``minute`` (epoch seconds; 0.0 for everything older than the per-minute
+    rows kept), ran for a time in run-time bucket ``bucket`` (-1: did not run), how many
+    and their total run time."""
+
+    minute: float
+    task_name: str
+    state: str
+    bucket: int
+    count: int
+    runtime: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +342,12 @@ class Transport(abc.ABC):
     def maintain(self) -> float:
         """Storage upkeep (SQLite: checkpoint the WAL); returns seconds until the next call."""
         return 60.0
+
+    def busy_retries(self) -> int:
+        """Times this process waited for the store's lock and tried again (SQLite's
+        busy retries; 0 where there is no such lock). Workers report it in their
+        heartbeat info as ``sqlite_busy_retries``."""
+        return 0
 
     def health(self) -> dict[str, Any]:
         """Facts about the storage for ``liteq doctor``, read without changing it.
@@ -510,6 +572,16 @@ class Transport(abc.ABC):
         first, up to ``limit``: the event monitor's view of finished tasks."""
 
     @abc.abstractmethod
+    def task_counts(self, since: float | None = None) -> list[TaskCount]:
+        """The per-minute task counters written with each settlement: the rows of the
+        minutes at or after ``since`` (epoch seconds); with None, every task ever
+        counted, summed per task, state and bucket (``minute`` 0.0), for Prometheus.
+
+        Counters live in the broker's store whatever ``result_backend`` says, and count
+        ``ignore_result`` tasks too; per-minute rows are kept :data:`COUNTS_KEPT`
+        seconds, their sums for ever."""
+
+    @abc.abstractmethod
     def send_control(self, command: ControlCommand, expires_in: float) -> None:
         """Store a control command for the workers that read it in the next
         ``expires_in`` seconds, and wake them."""
@@ -585,6 +657,9 @@ class Transport(abc.ABC):
 
 
 __all__ = [
+    "COUNTS_KEPT",
+    "LOST",
+    "RUNTIME_BUCKETS",
     "BeatEntry",
     "ControlCommand",
     "Delivery",
@@ -598,7 +673,10 @@ __all__ = [
     "Revocation",
     "Settlement",
     "StoredMessage",
+    "Tally",
+    "TaskCount",
     "Transport",
     "Waiter",
     "WorkerInfo",
+    "runtime_bucket",
 ]

@@ -367,11 +367,17 @@ class Worker:
         runner = self._runner
         info: dict[str, Any] = {"pool": self.pool_name, "queues": list(self.queues),
                                 "registered": known_tasks(self.app)}
+        # SQLite busy retries of this process (and of its pool's children), summed by
+        # the metrics over live workers: liteq_sqlite_busy_retries_total.
+        busy = self.app.broker.busy_retries()
         if isinstance(runner, Supervisor):
-            info.update(runner.info())
+            children = runner.info()
+            busy += children.pop("busy_retries", 0)
+            info.update(children)
         elif isinstance(runner, Consumer):
             info.update(processed=runner.processed, active=len(runner.pool.running()),
                         prefetched=len(runner.buffer))
+        info["sqlite_busy_retries"] = busy
         return info
 
     # -- signals ---------------------------------------------------------------------

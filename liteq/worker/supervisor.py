@@ -76,6 +76,7 @@ class Slot(ctypes.Structure):
         ("ready", ctypes.c_uint8),
         ("running", ctypes.c_uint8),
         ("processed", ctypes.c_uint64),
+        ("busy_retries", ctypes.c_uint64),  # the child's SQLite busy retries
         ("started_at", ctypes.c_double),  # time.monotonic() (host-wide on Linux)
         ("hard_limit", ctypes.c_double),  # seconds; 0: none
         ("leases_size", ctypes.c_uint32),
@@ -109,8 +110,10 @@ class SlotWriter:
     """The child's side of its slot: a :class:`~liteq.worker.consumer.Tracker`."""
 
     def __init__(self, slot: Slot, default_hard_limit: float | None,
-                 task_hard_limit: Callable[[str], float | None] | None = None) -> None:
+                 task_hard_limit: Callable[[str], float | None] | None = None,
+                 busy_retries: Callable[[], int] | None = None) -> None:
         self.slot = slot
+        self.busy_retries = busy_retries or (lambda: 0)
         self.default_hard_limit = default_hard_limit or 0.0
         #: a task's own hard limit (its ``time_limit``, changed by remote control)
         self.task_hard_limit = task_hard_limit or (lambda name: None)
@@ -142,6 +145,7 @@ class SlotWriter:
         slot.seq += 1
         slot.running = 0
         slot.processed += 1
+        slot.busy_retries = self.busy_retries()
         slot.seq += 1
 
     def settled(self, deliveries: Sequence[Delivery]) -> None:
@@ -180,7 +184,8 @@ def child_main(spec: AppSpec, control: Connection, report: Connection, index: in
             transport.after_fork()
         pool = SoloPool(app, spec, 1, pool_options, hard_limit_in_process=False)
         tracker = SlotWriter(slot, pool_options.time_limit,
-                             lambda name: task_option(pool, name, "time_limit"))
+                             lambda name: task_option(pool, name, "time_limit"),
+                             app.broker.busy_retries)
         consumer = Consumer(app, pool, options.queues, f"{options.worker_id}/{index}",
                             capacity=options.capacity, lease=options.lease,
                             policy=options.policy, tracker=tracker)
@@ -490,11 +495,12 @@ class Supervisor:
     # -- reporting -------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
-        running = processed = 0
+        running = processed = busy = 0
         for child in self.children():
             running += child.slot.running
             processed += child.slot.processed
-        return {"active": running, "processed": processed}
+            busy += child.slot.busy_retries
+        return {"active": running, "processed": processed, "busy_retries": busy}
 
 
 def _termination_signal(name: str | None) -> int:

@@ -20,6 +20,7 @@ from liteq.testing import wait_for
 
 TASKS = '''
 import os
+import time
 from liteq import LiteQ
 
 app = LiteQ(__name__, broker="@BROKER@")
@@ -38,6 +39,13 @@ def flaky(path):
         open(path, "w").close()
         raise ValueError("first time fails")
     return "fixed"
+
+
+@app.task
+def nap(seconds, path):
+    open(path, "w").close()  # it started
+    time.sleep(seconds)
+    return seconds
 '''
 
 #: Security is the web layer's: checked once, on SQLite (the pages work on both).
@@ -59,7 +67,8 @@ def _tasks(project: Any) -> Any:
 
 
 def _state(page: Any) -> str:
-    return str(page.inner_text("#task-state")).strip()
+    shown = page.query_selector("#task-state")
+    return "" if shown is None else str(shown.inner_text()).strip()
 
 
 def _wait_state(page: Any, url: str, wanted: str, timeout: float = 15.0) -> None:
@@ -83,6 +92,10 @@ def test_a_sent_task_appears_live_and_a_failed_one_is_retried_with_a_click(
 
     project.worker()
     assert result.get(timeout=15) == 42
+    page.goto(f"{console.url}/task/{result.id}")  # the timeline, without track_started
+    assert page.inner_text("#received").startswith("received ")
+    assert page.inner_text("#started").startswith("started ")
+    assert "(SUCCESS, ran " in page.inner_text("#finished")
     flag = tmp_path / "flaky.flag"
     failed = tasks.flaky.delay(str(flag))
     with pytest.raises(ValueError):
@@ -106,6 +119,8 @@ def test_a_sent_task_appears_live_and_a_failed_one_is_retried_with_a_click(
     assert page.inner_text("#workers-alive") == "1"
     page.goto(f"{console.url}/workers")
     assert "solo" in page.inner_text("#workers")
+    # SQLite busy retries as the worker's heartbeat reports them
+    assert ("Busy retries" in page.inner_text("#workers thead")) == (project.transport == "sqlite")
     if SCREENSHOT and project.transport == "sqlite":
         for n in range(3):  # a queue no worker consumes, and a task for later
             tasks.add.apply_async((n, n), queue="reports")
@@ -133,6 +148,26 @@ def test_revoke_with_a_click_takes_effect(project: Any, browser: Any,
     again = start_console(project.root, project.location)
     page.goto(f"{again.url}/tasks?state=REVOKED")
     assert "REVOKED" in page.inner_text(f'tr[data-task-id="{later.id}"]')
+    page.close()
+
+
+def test_terminate_with_a_click_kills_a_running_task(project: Any, browser: Any,
+                                                     start_console: Any,
+                                                     tmp_path: Path) -> None:
+    tasks = _tasks(project)
+    project.worker("--concurrency", "1", pool="prefork")
+    started = tmp_path / "nap.started"
+    running = tasks.nap.delay(120, str(started))
+    wait_for(started.exists, timeout=20)
+    console = start_console(project.root, project.location)
+    page = browser.new_page()
+    page.goto(f"{console.url}/task/{running.id}")
+    assert _state(page) == "RECEIVED"  # held by the worker (no task_track_started)
+    page.click("#terminate")
+    assert page.inner_text("#message") == "terminated"
+    _wait_state(page, page.url, "REVOKED", timeout=30)  # killed, long before 120 s
+    assert running.state == "REVOKED"
+    assert tasks.add.delay(2, 3).get(timeout=20) == 5  # the pool replaced its child
     page.close()
 
 

@@ -64,7 +64,7 @@ def test_a_healthy_store_passes_every_check(aof_project: Project) -> None:
     assert {name: c["status"] for name, c in checks.items() if c["status"] != "ok"} == {}
     expected = {"leases", "consumers", "scheduled", "results"}
     expected |= ({"filesystem", "journal mode", "synchronous", "WAL size", "schema version",
-                  "file modes"} if project.transport == "sqlite" else
+                  "file modes", "busy retries"} if project.transport == "sqlite" else
                  {"redis version", "redis AOF", "redis maxmemory-policy"})
     assert expected <= set(checks)
     plain = project.liteq("doctor", project.location)

@@ -20,8 +20,11 @@ from liteq.transports.base import (
     ResultRecord,
     Revocation,
     Settlement,
+    Tally,
+    TaskCount,
     Transport,
     WorkerInfo,
+    runtime_bucket,
 )
 from liteq.transports.sqlite import SQLiteTransport
 from tests.transports.support import (
@@ -553,3 +556,58 @@ def test_health_describes_the_storage_without_changing_it(transport: Transport) 
         assert facts["version"][0].isdigit()
         assert isinstance(facts["aof_enabled"], bool)
         assert facts["maxmemory_policy"] == "noeviction"
+
+
+# -- task counters and the timeline ----------------------------------------------------
+
+
+def _counts(rows: list[TaskCount]) -> dict[tuple[str, str, int], tuple[int, float]]:
+    found: dict[tuple[str, str, int], tuple[int, float]] = {}
+    for row in rows:
+        count, runtime = found.get((row.task_name, row.state, row.bucket), (0, 0.0))
+        found[(row.task_name, row.state, row.bucket)] = (count + row.count,
+                                                         runtime + row.runtime)
+    return {key: (count, round(runtime, 6)) for key, (count, runtime) in found.items()}
+
+
+def test_settling_counts_tasks_per_minute_with_or_without_a_result(
+        transport: Transport) -> None:
+    start = time.time()
+    transport.publish([envelope(f"m{i}") for i in range(4)])
+    deliveries = transport.claim(["celery"], 4, "w", 30)
+    ok = [Settlement(d, ResultRecord(d.task_id, "SUCCESS"), tally=Tally("t.add", "SUCCESS", 0.02))
+          for d in deliveries[:2]]
+    ignored = Settlement(deliveries[2], tally=Tally("t.add", "SUCCESS", 0.03))  # ignore_result
+    failed = Settlement(deliveries[3], ResultRecord("m3", "FAILURE"),
+                        tally=Tally("t.add", "FAILURE", 7.0))
+    stale = replace(deliveries[0], token=forged(deliveries[0].token))
+    assert transport.settle([*ok, ignored, failed]) == [True] * 4
+    assert transport.settle([Settlement(stale, tally=Tally("t.add", "SUCCESS", 0.02))]) == [False]
+    expected = {("t.add", "SUCCESS", runtime_bucket(0.02)): (2, 0.04),
+                ("t.add", "SUCCESS", runtime_bucket(0.03)): (1, 0.03),
+                ("t.add", "FAILURE", runtime_bucket(7.0)): (1, 7.0)}
+    rows = transport.task_counts(start - 60)
+    assert _counts(rows) == expected  # a refused settlement counts nothing
+    assert all(row.minute % 60 == 0 and start - 60 <= row.minute <= time.time() for row in rows)
+    assert _counts(transport.task_counts()) == expected
+    assert transport.task_counts(time.time() + 120) == []
+
+
+def test_a_release_is_not_counted_and_a_lost_lease_is(transport: Transport) -> None:
+    transport.publish([envelope("a", acks_late=True), envelope("b")])
+    a, b = transport.claim(["celery"], 2, "w", 30)
+    assert transport.settle([Settlement(a, release=True)]) == [True]
+    transport.lose([b], POLICY)
+    assert _counts(transport.task_counts()) == {("t.add", "LOST", -1): (1, 0.0),
+                                                ("t.add", "FAILURE", -1): (1, 0.0)}
+
+
+def test_results_keep_when_a_task_was_received_and_started(transport: Transport) -> None:
+    transport.publish([envelope("x")])
+    (delivery,) = transport.claim(["celery"], 1, "w", 30)
+    started = ResultRecord("x", "STARTED", date_received=100.0, date_started=101.0)
+    assert transport.store_result(started, fence=delivery)
+    final = ResultRecord("x", "SUCCESS", payload=b"1")  # knows neither: both are kept
+    assert transport.settle([Settlement(delivery, final)]) == [True]
+    stored = transport.get_result("x")
+    assert (stored.state, stored.date_received, stored.date_started) == ("SUCCESS", 100.0, 101.0)

@@ -14,7 +14,14 @@ import pytest
 
 from liteq import OperationalError
 from liteq.messages import Message
-from liteq.transports.base import ControlCommand, LostTaskPolicy, ResultRecord
+from liteq.transports.base import (
+    ControlCommand,
+    LostTaskPolicy,
+    ResultRecord,
+    Settlement,
+    Tally,
+    TaskCount,
+)
 from liteq.transports.sqlite import SQLiteTransport, queries
 from liteq.transports.sqlite.schema import SCHEMA_VERSION
 
@@ -252,3 +259,41 @@ def test_a_schema_2_file_is_migrated_to_children_and_groups(tmp_path: Path) -> N
         assert conn.execute("PRAGMA user_version").fetchone()[0] == (0x4C51 << 16) + SCHEMA_VERSION
     finally:
         transport.close()
+
+
+def test_a_schema_4_file_is_migrated_to_counters_and_the_timeline(tmp_path: Path) -> None:
+    path = tmp_path / "v4.db"
+    first = SQLiteTransport(str(path), {})
+    first.store_results([ResultRecord("kept", "SUCCESS")])
+    first.close()
+    with sqlite3.connect(path) as conn:  # back to what schema 4 wrote
+        conn.execute("DROP TABLE liteq_stats")
+        conn.execute("ALTER TABLE liteq_results DROP COLUMN date_received")
+        conn.execute("ALTER TABLE liteq_results DROP COLUMN date_started")
+        conn.execute(f"PRAGMA user_version = {(0x4C51 << 16) + 4}")
+    conn.close()
+    transport = SQLiteTransport(str(path), {})
+    try:
+        assert transport.get_result("kept").date_started is None
+        transport.publish([envelope("x")])
+        (delivery,) = transport.claim(["celery"], 1, "w", 30)
+        record = ResultRecord("x", "SUCCESS", date_received=1.0, date_started=2.0)
+        assert transport.settle([Settlement(delivery, record, tally=Tally("t.add", "SUCCESS"))])
+        assert transport.get_result("x").date_started == 2.0
+        assert [row.count for row in transport.task_counts()] == [1]
+        conn = transport.database.conn
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == (0x4C51 << 16) + SCHEMA_VERSION
+    finally:
+        transport.close()
+
+
+def test_old_counters_are_summed_so_totals_never_go_down(transport: SQLiteTransport) -> None:
+    conn = transport.database.conn
+    now = time.time()
+    old, recent = (now - 9 * 86400) // 60 * 60, now // 60 * 60
+    for minute in (old, old + 60, recent):
+        conn.execute(queries.count_tasks(1), (minute, "t.add", "SUCCESS", 3, 2, 0.5))
+    before = transport.task_counts()
+    transport.maintain()  # a worker's housekeeping prunes the counters
+    assert transport.task_counts() == before == [TaskCount(0.0, "t.add", "SUCCESS", 3, 6, 1.5)]
+    assert [row.minute for row in transport.task_counts(0.0)] == [0.0, recent]

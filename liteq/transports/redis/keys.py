@@ -53,6 +53,10 @@ The data model (``P`` is the prefix)::
     P uq:<key>          STRING  the task id holding a unique key (PX: unique_for)
     P control           STREAM  remote control commands for workers (app.control)
     P reply:<ticket>    HASH    hostname -> json reply to one control command
+    P stats:<minute>    HASH    per-minute task counters (minute: epoch seconds):
+                                 "<task>\t<state>\t<bucket>" -> count, and the same
+                                 field + "\tr" -> total run time; expires after 8 days
+    P stats:total       HASH    the same, summed since the first task (never expires)
 
     channels:
     P wake:<queue>      a message was published to (or returned to) the queue
@@ -112,6 +116,8 @@ class Keys:
         self.control = f"{p}control"
         self.control_wake = f"{p}wake-control"
         self.reply_prefix = f"{p}reply:"
+        self.stats_prefix = f"{p}stats:"
+        self.stats_total = f"{p}stats:total"
 
     def message(self, message_id: str) -> str:
         return f"{self.message_prefix}{message_id}"
@@ -140,6 +146,10 @@ class Keys:
     def reply(self, ticket: str) -> str:
         """The replies to one control command."""
         return f"{self.reply_prefix}{ticket}"
+
+    def stats(self, minute: float) -> str:
+        """The task counters of the minute starting at ``minute`` (epoch seconds)."""
+        return f"{self.stats_prefix}{int(minute)}"
 
     def wake(self, queue: str) -> str:
         """The channel idle workers of ``queue`` listen on."""

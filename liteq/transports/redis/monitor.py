@@ -14,14 +14,21 @@ caller waiting for replies wakes like one waiting for a result.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from liteq.messages import Envelope
-from liteq.transports.base import ControlCommand, Listener, ResultRecord, StoredMessage
+from liteq.transports.base import (
+    ControlCommand,
+    Listener,
+    ResultRecord,
+    StoredMessage,
+    TaskCount,
+)
 from liteq.transports.redis.connection import Connection
 from liteq.transports.redis.keys import Keys
-from liteq.transports.redis.scripts import read_result
+from liteq.transports.redis.scripts import read_counts, read_result
 from liteq.transports.redis.wakeup import WakeListener
 
 #: Commands the control stream keeps (older ones are trimmed).
@@ -141,6 +148,26 @@ class MonitorRole:
 
         records: list[ResultRecord] = self._run(scan)
         return records
+
+    def task_counts(self, since: float | None = None) -> list[TaskCount]:
+        keys = self.keys
+        if since is None:
+            fields = self._run(lambda client: client.hgetall(keys.stats_total))
+            return read_counts(0.0, fields)
+        first = int(since // 60) * 60 + (60 if since % 60 else 0)
+        minutes = list(range(first, int(time.time()) + 60, 60))
+
+        def read(client: Any) -> list[TaskCount]:
+            pipe = client.pipeline(transaction=False)
+            for minute in minutes:
+                pipe.hgetall(keys.stats(minute))
+            rows: list[TaskCount] = []
+            for minute, fields in zip(minutes, pipe.execute(), strict=True):
+                rows += read_counts(float(minute), fields)
+            return rows
+
+        counts: list[TaskCount] = self._run(read)
+        return counts
 
     # -- remote control --------------------------------------------------------------
 

@@ -49,6 +49,7 @@ from redis.exceptions import NoScriptError
 
 from liteq.messages import Envelope, Flow
 from liteq.transports.base import (
+    COUNTS_KEPT,
     BeatEntry,
     Delivery,
     LeaseRef,
@@ -57,6 +58,9 @@ from liteq.transports.base import (
     ResultRecord,
     Revocation,
     Settlement,
+    Tally,
+    TaskCount,
+    runtime_bucket,
 )
 from liteq.transports.redis.keys import Keys
 
@@ -94,21 +98,23 @@ def prelude(keys: Keys) -> str:
              "inflight": keys.inflight, "workers": keys.workers,
              "worker_info": keys.worker_info, "heartbeats": keys.heartbeats,
              "beat": keys.beat, "revoked": keys.revoked,
-             "revoked_until": keys.revoked_until, "paused": keys.paused,
-             "flow_due": keys.flow_due, "blocked": keys.blocked,
+             "revoked_until": keys.revoked_until, "stats_total": keys.stats_total,
+             "paused": keys.paused, "flow_due": keys.flow_due, "blocked": keys.blocked,
              "rate_overrides": keys.rate_overrides}
     families = {"message": keys.message_prefix, "ready": keys.ready_prefix,
                 "scheduled": keys.scheduled_prefix, "held": keys.held_prefix,
                 "result": keys.result_prefix, "published": keys.publish_prefix,
                 "beat": keys.beat_prefix, "wake": keys.wake_prefix, "done": keys.done_prefix,
                 "settled": keys.settled_prefix, "ratelimit": keys.ratelimit_prefix,
-                "chord": keys.chord_prefix, "flow": keys.flow_prefix,
-                "gate": keys.gate_prefix, "unique": keys.unique_prefix}
+                "chord": keys.chord_prefix, "stats": keys.stats_prefix,
+                "flow": keys.flow_prefix, "gate": keys.gate_prefix,
+                "unique": keys.unique_prefix}
 
     def table(values: dict[str, str]) -> str:
         return "{" + ", ".join(f"{k} = {_lua_string(v)}" for k, v in values.items()) + "}"
 
-    return f"-- key names (keys.py)\nlocal KEY = {table(fixed)}\nlocal P = {table(families)}\n"
+    return (f"-- key names (keys.py)\nlocal KEY = {table(fixed)}\nlocal P = {table(families)}\n"
+            f"local STATS_TTL = {int(COUNTS_KEPT)}\n")
 
 
 #: Scripts made of others, run one after the other in one call (each reads its own
@@ -178,6 +184,11 @@ def _result_fields(record: ResultRecord) -> tuple[list[Any], list[str]]:
             pairs += [name, value]
     if record.extended is not None:
         pairs += ["extended", record.extended]
+    # Timeline: kept from an earlier record when this one does not know them.
+    if record.date_received is not None:
+        pairs += ["date_received", _number(record.date_received)]
+    if record.date_started is not None:
+        pairs += ["date_started", _number(record.date_started)]
     return pairs, deleted
 
 
@@ -204,6 +215,28 @@ def pack_policy(policy: LostTaskPolicy) -> list[Any]:
             *pack_template(policy.exhausted)]
 
 
+def _pack_tally(tally: Tally | None) -> tuple[str, str]:
+    """A settlement's counter field (``name<TAB>state<TAB>bucket``; '' for none) and
+    run time (see ``count_tasks`` in _lib.lua)."""
+    if tally is None:
+        return "", ""
+    bucket = runtime_bucket(tally.runtime)
+    return f"{tally.task_name}\t{tally.state}\t{bucket}", _number(tally.runtime) or "0"
+
+
+def read_counts(minute: float, fields: dict[bytes, bytes]) -> list[TaskCount]:
+    """A counter HASH (``P stats:<minute>`` or ``P stats:total``) as counter rows."""
+    rows = []
+    for field, value in fields.items():
+        name, state, bucket, *runtime = _text(field).split("\t")
+        if runtime:
+            continue  # a run-time sum: read with its count
+        total = fields.get(field + b"\tr")
+        rows.append(TaskCount(minute, name, state, int(bucket), int(value),
+                              float(total) if total is not None else 0.0))
+    return rows
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -212,7 +245,7 @@ def _optional_float(value: Any) -> float | None:
     return None if value in (None, b"", "") else float(value)
 
 
-def read_delivery(row: Sequence[Any]) -> Delivery:
+def read_delivery(row: Sequence[Any], claimed_at: float | None = None) -> Delivery:
     """A claim reply row: id, token, deliveries, t, n, q, p, r, x, a, c, h, b, f, revoked."""
     key, token, deliveries, task_id, name, queue, priority, run_at, expires, acks_late, \
         content_type, header, body, flow, revoked = row
@@ -228,6 +261,7 @@ def read_delivery(row: Sequence[Any]) -> Delivery:
             flow=Flow.loads(flow) if flow else None,
         ),
         revoked=revoked == b"1",
+        claimed_at=claimed_at,
     )
 
 
@@ -250,6 +284,8 @@ def read_result(task_id: str, fields: dict[bytes, bytes]) -> ResultRecord | None
         extended=get(b"extended"),
         expires_in=_optional_float(get(b"expires_in")),
         children=get(b"children"),
+        date_received=_optional_float(get(b"date_received")),
+        date_started=_optional_float(get(b"date_started")),
     )
 
 
@@ -289,7 +325,7 @@ class Scripts:
               budget: int) -> list[Delivery]:
         args = self._claim_args(queues, limit, holder, lease_seconds, clock, now, claim_id,
                                 budget)
-        return [read_delivery(row) for row in self._run(client, "claim", args)]
+        return [read_delivery(row, now) for row in self._run(client, "claim", args)]
 
     def settle(self, client: Any, settlements: Sequence[Settlement], now: float,
                marker_ms: int, retry: bool) -> list[bool]:
@@ -304,7 +340,7 @@ class Scripts:
                 *self._claim_args(queues, limit, holder, lease_seconds, clock, now, claim_id,
                                   budget)]
         accepted, rows = self._run(client, "settle_and_claim", args)
-        return [bool(flag) for flag in accepted], [read_delivery(row) for row in rows]
+        return [bool(flag) for flag in accepted], [read_delivery(row, now) for row in rows]
 
     @staticmethod
     def _claim_args(queues: Sequence[str], limit: int, holder: str, lease_seconds: float,
@@ -315,12 +351,14 @@ class Scripts:
     @staticmethod
     def _settle_args(settlements: Sequence[Settlement], now: float, marker_ms: int,
                      retry: bool) -> list[Any]:
-        args: list[Any] = [str(marker_ms), "1" if retry else "0", str(len(settlements))]
+        args: list[Any] = [str(marker_ms), "1" if retry else "0", str(int(now // 60) * 60),
+                           str(len(settlements))]
         for settlement in settlements:
             lease = settlement.delivery
             release = ("2" if settlement.redeliver else "1") if settlement.release else "0"
             args += [str(lease.key), str(lease.token), release,
-                     _number(settlement.release_at) if settlement.release else ""]
+                     _number(settlement.release_at) if settlement.release else "",
+                     *_pack_tally(settlement.tally)]
             if settlement.result is not None and not settlement.release:
                 args += ["1", *pack_result(settlement.result, now)]
             else:
@@ -424,4 +462,4 @@ def read_revocation(task_id: str, value: bytes | str) -> Revocation:
 
 
 __all__ = ["NAMES", "Scripts", "load_scripts", "pack_envelope", "pack_result",
-           "read_delivery", "read_result", "read_revocation"]
+           "read_counts", "read_delivery", "read_result", "read_revocation"]

@@ -41,11 +41,12 @@ from liteq.transports.base import (
     Revocation,
     Settlement,
     StoredMessage,
+    TaskCount,
     Transport,
     Waiter,
     WorkerInfo,
 )
-from liteq.transports.sqlite.connection import Database
+from liteq.transports.sqlite.connection import Database, busy_retries
 from liteq.transports.sqlite.coordination import CoordinationRole
 from liteq.transports.sqlite.health import sqlite_health
 from liteq.transports.sqlite.messages import MessagesRole
@@ -61,6 +62,8 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_EVERY = 0.1
 #: Seconds between looks at an idle WAL.
 MAINTAIN_IDLE = 1.0
+#: Seconds between prunes of the per-minute task counters (by worker housekeeping).
+PRUNE_EVERY = 600.0
 
 
 def path_from_url(url: str) -> tuple[str, dict[str, str]]:
@@ -132,6 +135,7 @@ class SQLiteTransport(Transport):
         self._monitor = MonitorRole(self._store)
         self._wal_changed = -1
         self._checkpointed = 0.0
+        self._pruned = -PRUNE_EVERY
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -147,6 +151,9 @@ class SQLiteTransport(Transport):
 
     def open(self) -> None:
         self._store.open()
+
+    def busy_retries(self) -> int:
+        return busy_retries()
 
     def health(self) -> dict[str, Any]:
         return sqlite_health(self.path, self._db.synchronous)
@@ -165,6 +172,10 @@ class SQLiteTransport(Transport):
 
     def maintain(self) -> float:
         self._store.ensure_open()
+        now = time.monotonic()
+        if now - self._pruned >= PRUNE_EVERY:  # the first call too: a worker's start
+            self._pruned = now
+            self._monitor.prune_counts()
         try:
             changed = os.stat(self.path + "-wal").st_mtime_ns
         except FileNotFoundError:
@@ -338,6 +349,9 @@ class SQLiteTransport(Transport):
 
     def results_since(self, since: float, limit: int = 1000) -> list[ResultRecord]:
         return self._monitor.results_since(since, limit)
+
+    def task_counts(self, since: float | None = None) -> list[TaskCount]:
+        return self._monitor.task_counts(since)
 
     def send_control(self, command: ControlCommand, expires_in: float) -> None:
         self._monitor.send_control(command, expires_in)

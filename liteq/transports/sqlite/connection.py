@@ -64,7 +64,19 @@ _inherited: list[Any] = []
 _databases: weakref.WeakSet[Database] = weakref.WeakSet()
 
 
+#: Times this process found the write lock (or a read) busy and retried: each process
+#: counts its own (a worker reports it in its heartbeat; see ``busy_retries``).
+_busy_retries = 0
+
+
+def busy_retries() -> int:
+    """How many times this process retried a busy SQLite operation since it started."""
+    return _busy_retries
+
+
 def _forget_after_fork() -> None:
+    global _busy_retries
+    _busy_retries = 0  # a child counts its own
     for database in list(_databases):
         database.forget_connections()
 
@@ -266,6 +278,8 @@ class Database:
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
                     raise self._wrap(exc) from exc
+                global _busy_retries
+                _busy_retries += 1  # under the GIL; a lost increment is harmless
                 if time.monotonic() >= deadline:
                     raise OperationalError(
                         f"database {self.path} stayed locked by another writer for more "
@@ -351,6 +365,7 @@ __all__ = [
     "MIN_SQLITE_VERSION",
     "NETWORK_FILESYSTEMS",
     "Database",
+    "busy_retries",
     "check_local_filesystem",
     "create_private_file",
     "mount_type",

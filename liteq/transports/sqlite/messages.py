@@ -18,6 +18,7 @@ from liteq import _clock
 from liteq.messages import Envelope, Flow
 from liteq.platforms import WakePipe
 from liteq.transports.base import (
+    LOST,
     Delivery,
     LeaseRef,
     Listener,
@@ -25,6 +26,8 @@ from liteq.transports.base import (
     QueueDepth,
     ReapReport,
     Settlement,
+    Tally,
+    runtime_bucket,
 )
 from liteq.transports.sqlite import flow, queries
 from liteq.transports.sqlite.rows import (
@@ -147,7 +150,7 @@ class MessagesRole(SQLiteRole):
         if settled.published or settled.released:
             self._wake.workers.notify()
         rows.sort(key=lambda row: (-row.priority, row.run_at, row.id))
-        return settled.accepted, [delivery(row, row.task_id in revoked) for row in rows]
+        return settled.accepted, [delivery(row, row.task_id in revoked, now) for row in rows]
 
     def _lease_due(self, holder: str, lease_seconds: float) -> bool:
         """Whether this claim must (re)write the holder's lease row.
@@ -249,6 +252,11 @@ class MessagesRole(SQLiteRole):
             report.failed.append(task_id)
         if results:
             conn.executemany(queries.STORE_RESULT, results)
+        # Counted: every lease taken over (LOST), and the tasks that failed for it.
+        tallies = [Tally(row[2] or "unknown", LOST) for row in rows]
+        tallies += [Tally(row.task_name or "unknown", row.state) for row in results]
+        if tallies:
+            count_tasks(conn, tallies, now)
         return report
 
     def _after_lost(self, report: ReapReport) -> None:
@@ -383,27 +391,33 @@ def _ack(conn: sqlite3.Connection, leases: Sequence[Delivery | LeaseRef]) -> set
     return {row[0] for row in conn.execute(queries.ack_many(len(leases)), params)}
 
 
+def _release(conn: sqlite3.Connection, settlement: Settlement, now: float) -> bool:
+    """Put a leased message back (RELEASE, REDELIVER, RELEASE_UNTIL) if its token
+    matches; one under a concurrency or rate limit released until later waits blocked."""
+    delivery = settlement.delivery
+    lease = (delivery.key, delivery.token)
+    held = getattr(getattr(delivery, "envelope", None), "flow", None)
+    if held is not None and held.gated and settlement.release_at is not None:
+        return flow.block_again(conn, held, *lease, settlement.release_at, now)
+    if settlement.release_at is not None:
+        return bool(conn.execute(queries.RELEASE_UNTIL, (settlement.release_at, *lease)
+                                 ).rowcount == 1)
+    if settlement.redeliver:
+        return bool(conn.execute(queries.REDELIVER, lease).rowcount == 1)
+    return bool(conn.execute(queries.RELEASE, lease).rowcount == 1)
+
+
 def _settle_in(conn: sqlite3.Connection, settlements: Sequence[Settlement], now: float) -> _Settled:
     """SETTLE: remove (or release) each message whose token still matches; store its
     result and publish its follow-ups in the same transaction."""
     settled = _Settled()
     published: list[Envelope] = []
+    tallies: list[Tally] = []
     acked = _ack(conn, [s.delivery for s in settlements if not s.release])
     for settlement in settlements:
         delivery = settlement.delivery
         if settlement.release:
-            held = getattr(getattr(delivery, "envelope", None), "flow", None)
-            if held is not None and held.gated and settlement.release_at is not None:
-                ok = flow.block_again(conn, held, delivery.key, delivery.token,
-                                      settlement.release_at, now)
-            elif settlement.release_at is not None:
-                params: tuple[Any, ...] = (settlement.release_at, delivery.key, delivery.token)
-                ok = conn.execute(queries.RELEASE_UNTIL, params).rowcount == 1
-            elif settlement.redeliver:
-                ok = conn.execute(queries.REDELIVER, (delivery.key, delivery.token)
-                                  ).rowcount == 1
-            else:
-                ok = conn.execute(queries.RELEASE, (delivery.key, delivery.token)).rowcount == 1
+            ok = _release(conn, settlement, now)
             settled.accepted.append(ok)
             settled.released += ok
             continue
@@ -411,6 +425,8 @@ def _settle_in(conn: sqlite3.Connection, settlements: Sequence[Settlement], now:
         settled.accepted.append(ok)
         if not ok:
             continue
+        if settlement.tally is not None:
+            tallies.append(settlement.tally)
         if settlement.result is not None:
             settled.results.append(result_row(settlement.result, now))
         published.extend(settlement.publish)
@@ -429,7 +445,29 @@ def _settle_in(conn: sqlite3.Connection, settlements: Sequence[Settlement], now:
         else:
             conn.executemany(queries.PUBLISH, [message_row(e, now) for e in published])
         settled.published = len(published)
+    if tallies:
+        count_tasks(conn, tallies, now)
     return settled
+
+
+def count_tasks(conn: sqlite3.Connection, tallies: Sequence[Tally], now: float) -> None:
+    """COUNT_TASKS: add finished tasks to the per-minute counters, grouped here first so a
+    settle batch costs one statement (of a row or two: a batch is mostly one task name,
+    one state and one run-time bucket)."""
+    minute = float(int(now // 60) * 60)
+    groups: dict[tuple[str, str, int], list[float]] = {}
+    for tally in tallies:
+        key = (tally.task_name, tally.state, runtime_bucket(tally.runtime))
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [1, tally.runtime or 0.0]
+        else:
+            group[0] += 1
+            group[1] += tally.runtime or 0.0
+    params: list[Any] = []
+    for (name, state, bucket), (count, runtime) in groups.items():
+        params += (minute, name, state, bucket, int(count), runtime)
+    conn.execute(queries.count_tasks(len(groups)), params)
 
 
 __all__ = ["MessagesRole"]

@@ -19,7 +19,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from liteq import _clock
-from liteq.transports.base import ControlCommand, ResultRecord, StoredMessage
+from liteq.transports.base import (
+    COUNTS_KEPT,
+    ControlCommand,
+    ResultRecord,
+    StoredMessage,
+    TaskCount,
+)
+from liteq.transports.sqlite import queries
 from liteq.transports.sqlite.rows import (
     RESULT_COLUMNS,
     STORED_COLUMNS,
@@ -95,6 +102,26 @@ class MonitorRole(SQLiteRole):
         rows = self._db.read(
             lambda conn: conn.execute(RESULTS_SINCE, (since, limit)).fetchall())
         return [result_record(ResultRow._make(row)) for row in rows]
+
+    def task_counts(self, since: float | None = None) -> list[TaskCount]:
+        self._ensure_open()
+        if since is None:
+            rows = self._db.read(lambda conn: conn.execute(queries.COUNT_TOTALS).fetchall())
+        else:
+            rows = self._db.read(
+                lambda conn: conn.execute(queries.COUNTS_SINCE, (since,)).fetchall())
+        return [TaskCount(*row) for row in rows]
+
+    def prune_counts(self, kept: float = COUNTS_KEPT) -> None:
+        """Sum the per-minute counters older than ``kept`` seconds into minute 0."""
+        self._ensure_open()
+        params = {"before": _clock.wall() - kept}
+
+        def prune(conn: sqlite3.Connection) -> None:
+            conn.execute(queries.FOLD_COUNTS, params)
+            conn.execute(queries.DROP_COUNTS, params)
+
+        self._db.write(prune)
 
     # -- remote control --------------------------------------------------------------
 

@@ -190,15 +190,18 @@ NEXT_ETA = f"SELECT min(run_at) FROM liteq_messages WHERE state = {SCHEDULED} AN
 
 _RESULT_COLUMNS = RESULT_COLUMNS
 
-#: Store a final result (settlement): it replaces whatever was stored before.
+#: Store a final result (settlement): it replaces whatever was stored before (the
+#: times it was received and started stay when the new record does not know them).
 STORE_RESULT = (
-    f"INSERT INTO liteq_results ({_RESULT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+    f"INSERT INTO liteq_results ({_RESULT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT (task_id) DO UPDATE SET state = excluded.state, "
     "content_type = excluded.content_type, payload = excluded.payload, "
     "traceback = excluded.traceback, task_name = excluded.task_name, "
     "worker = excluded.worker, retries = excluded.retries, date_done = excluded.date_done, "
     "expires_at = excluded.expires_at, extended = coalesce(excluded.extended, extended), "
-    "children = excluded.children"
+    "children = excluded.children, "
+    "date_received = coalesce(excluded.date_received, date_received), "
+    "date_started = coalesce(excluded.date_started, date_started)"
 )
 
 #: Store an interim state (STARTED, progress, RETRY): never over a final one.
@@ -271,6 +274,40 @@ CHORD_PART_COMPLETES = (
 CHORD_PART_GET = "SELECT completes FROM liteq_chord_parts WHERE chord_id = ? AND member_id = ?"
 CHORD_MEMBERS = "SELECT member_id FROM liteq_chord_parts WHERE chord_id = ? ORDER BY position"
 
+
+
+@lru_cache(maxsize=64)
+def count_tasks(rows: int) -> str:
+    """COUNT_TASKS: add ``rows`` (minute, task_name, state, bucket, count, runtime)
+    groups to the per-minute task counters, in the settle transaction (one statement
+    per settle batch; the primary key is the conflict target, so no other index)."""
+    values = ",".join(["(?,?,?,?,?,?)"] * rows)
+    return ("INSERT INTO liteq_stats (minute, task_name, state, bucket, count, runtime) "
+            f"VALUES {values} ON CONFLICT (minute, task_name, state, bucket) DO UPDATE "
+            "SET count = count + excluded.count, runtime = runtime + excluded.runtime")
+
+
+#: Fold per-minute counters older than :before into the minute-0 rows (sums kept
+#: for ever, so Prometheus counters never go down), then delete them.
+FOLD_COUNTS = (
+    "INSERT INTO liteq_stats (minute, task_name, state, bucket, count, runtime) "
+    "SELECT 0, task_name, state, bucket, sum(count), sum(runtime) FROM liteq_stats "
+    "WHERE minute > 0 AND minute < :before GROUP BY task_name, state, bucket "
+    "ON CONFLICT (minute, task_name, state, bucket) DO UPDATE "
+    "SET count = count + excluded.count, runtime = runtime + excluded.runtime"
+)
+DROP_COUNTS = "DELETE FROM liteq_stats WHERE minute > 0 AND minute < :before"
+#: Counter rows of the minutes at or after a time.
+COUNTS_SINCE = (
+    "SELECT minute, task_name, state, bucket, count, runtime FROM liteq_stats "
+    "WHERE minute >= ? ORDER BY minute"
+)
+#: Every counter summed per task, state and bucket.
+COUNT_TOTALS = (
+    "SELECT 0.0, task_name, state, bucket, sum(count), sum(runtime) FROM liteq_stats "
+    "GROUP BY task_name, state, bucket"
+)
+
 #: Advance a beat entry only if no other beat did since we read it (compare-and-set).
 BEAT_ADVANCE = (
     "UPDATE liteq_beat SET next_run_at = :next, last_run_at = coalesce(:fired, last_run_at), "
@@ -287,7 +324,10 @@ __all__ = [
     "CHORD_PART_COMPLETES",
     "CHORD_PART_COUNT",
     "CHORD_PART_GET",
+    "COUNTS_SINCE",
+    "COUNT_TOTALS",
     "DROP",
+    "DROP_COUNTS",
     "DROP_LEASE",
     "DUE_EXISTS",
     "EXPIRED",
@@ -300,6 +340,7 @@ __all__ = [
     "EXTEND_LEASES",
     "FIND_RESULTS",
     "FLOW_DUE",
+    "FOLD_COUNTS",
     "FORGET_GROUP",
     "GET_GROUP",
     "GET_RESULT",
@@ -326,5 +367,6 @@ __all__ = [
     "TAKE_TOKEN",
     "ack_many",
     "claim",
+    "count_tasks",
     "publish_many",
 ]

@@ -66,6 +66,8 @@ class ResultRow(NamedTuple):
     expires_at: float | None
     extended: bytes | None
     children: bytes | None
+    date_received: float | None
+    date_started: float | None
 
 
 class StoredRow(NamedTuple):
@@ -95,7 +97,8 @@ CLAIMED_COLUMNS = ", ".join(ClaimedRow._fields)
 RESULT_COLUMNS = ", ".join(ResultRow._fields)
 
 
-def delivery(row: ClaimedRow, revoked: bool = False) -> Delivery:
+def delivery(row: ClaimedRow, revoked: bool = False, claimed_at: float | None = None
+             ) -> Delivery:
     """A claimed row as the worker receives it."""
     return Delivery(
         key=row.id,
@@ -109,6 +112,7 @@ def delivery(row: ClaimedRow, revoked: bool = False) -> Delivery:
             flow=None if row.flow is None else Flow.loads(row.flow),
         ),
         revoked=revoked,
+        claimed_at=claimed_at,
     )
 
 
@@ -158,6 +162,8 @@ def result_row(record: ResultRecord, now: float) -> ResultRow:
         expires_at=None if record.expires_in is None else done + record.expires_in,
         extended=record.extended,
         children=record.children,
+        date_received=record.date_received,
+        date_started=record.date_started,
     )
 
 
@@ -169,7 +175,8 @@ def result_record(row: ResultRow) -> ResultRecord:
         worker=row.worker, retries=row.retries, date_done=row.date_done,
         extended=row.extended,
         expires_in=None if row.expires_at is None else row.expires_at - row.date_done,
-        children=row.children,
+        children=row.children, date_received=row.date_received,
+        date_started=row.date_started,
     )
 
 

@@ -19,13 +19,13 @@ from liteq.transports.sqlite.connection import Database, open_read_only
 #: High 16 bits of ``user_version`` in a liteq file ("LQ").
 MAGIC = 0x4C51 << 16
 #: The schema this liteq writes.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _ZERO = pw.SQL("DEFAULT 0")
 
 # Message states (the ``state`` column).
 READY, LEASED, SCHEDULED = 0, 1, 2
-#: Waiting for a concurrency slot or a rate token (flow control, schema 5): never
+#: Waiting for a concurrency slot or a rate token (flow control, schema 6): never
 #: claimed; the settle that frees a slot, or the claim once a token is due, makes it
 #: ready (``flow.py``).
 BLOCKED = 3
@@ -60,9 +60,9 @@ def make_models(database: pw.Database) -> SimpleNamespace:
         content_type = pw.TextField()
         header = pw.BlobField()
         body = pw.BlobField()
-        #: flow control, json (messages.Flow.dumps); NULL for most messages (schema 5)
+        #: flow control, json (messages.Flow.dumps); NULL for most messages (schema 6)
         flow = pw.TextField(null=True)
-        #: the flow key a BLOCKED message waits on (schema 5)
+        #: the flow key a BLOCKED message waits on (schema 6)
         gate = pw.TextField(null=True)
 
         class Meta:
@@ -122,6 +122,9 @@ def make_models(database: pw.Database) -> SimpleNamespace:
         extended = pw.BlobField(null=True)
         #: json result tuples of the tasks it sent while it ran (schema 3); NULL: none
         children = pw.BlobField(null=True)
+        #: when a worker claimed it and when it started running (schema 5)
+        date_received = pw.FloatField(null=True)
+        date_started = pw.FloatField(null=True)
 
         class Meta:
             table_name = "liteq_results"
@@ -278,6 +281,25 @@ def _v4(models: SimpleNamespace) -> None:
 
 
 def _v5(models: SimpleNamespace) -> None:
+    # Per-minute task counters (Transport.task_counts), written in the settle
+    # transaction; minute 0 holds the sums of the minutes no longer kept.
+    result = models.Result
+    database = result._meta.database
+    database.execute_sql(
+        "CREATE TABLE IF NOT EXISTS liteq_stats (minute REAL NOT NULL, task_name TEXT NOT "
+        "NULL, state TEXT NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL, "
+        "runtime REAL NOT NULL DEFAULT 0, PRIMARY KEY (minute, task_name, state, bucket)) "
+        "WITHOUT ROWID"
+    )
+    # The task's timeline: claimed and started (a file made by schema 5 has them).
+    table = result._meta.table_name
+    columns = {column.name for column in database.get_columns(table)}
+    for column in ("date_received", "date_started"):
+        if column not in columns:
+            database.execute_sql(f"ALTER TABLE {table} ADD COLUMN {column} REAL")
+
+
+def _v6(models: SimpleNamespace) -> None:
     # Flow control (liteq.flow, transports/sqlite/flow.py): two columns on messages,
     # BLOCKED messages by the key they wait on, and three small tables.
     database = models.Message._meta.database
@@ -317,7 +339,7 @@ def _v5(models: SimpleNamespace) -> None:
 
 #: version -> migration that brings the schema from version - 1 to version
 MIGRATIONS: dict[int, Callable[[SimpleNamespace], None]] = {
-    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
+    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
 
 
 def _version(conn: sqlite3.Connection) -> int:

@@ -344,6 +344,40 @@ local function release_until(id, m, run_at, woken)
   redis.call('ZADD', P.scheduled .. m.queue, run_at, id)
 end
 
+-- -- task counters -----------------------------------------------------------------
+
+-- Group one finished task into ``tallies`` (field -> {count, run time}); '' is none.
+local function add_tally(tallies, field, runtime)
+  if field == '' then
+    return
+  end
+  local t = tallies[field]
+  if t then
+    t[1], t[2] = t[1] + 1, t[2] + tonumber(runtime)
+  else
+    tallies[field] = {1, tonumber(runtime)}
+  end
+end
+
+-- Add ``tallies`` to the counters of ``minute`` (kept STATS_TTL seconds) and to the
+-- totals: a few HINCRBYs per settle call, whatever its size.
+local function count_tasks(minute, tallies)
+  local key = P.stats .. minute
+  local any = false
+  for field, t in pairs(tallies) do
+    redis.call('HINCRBY', key, field, t[1])
+    redis.call('HINCRBY', KEY.stats_total, field, t[1])
+    if t[2] > 0 then
+      redis.call('HINCRBYFLOAT', key, field .. '\tr', exact(t[2]))
+      redis.call('HINCRBYFLOAT', KEY.stats_total, field .. '\tr', exact(t[2]))
+    end
+    any = true
+  end
+  if any then
+    redis.call('EXPIRE', key, STATS_TTL)
+  end
+end
+
 -- -- results -----------------------------------------------------------------------
 
 -- A result as scripts.py packs it: task id, fields to set, fields to delete, TTL (ms,
@@ -387,7 +421,8 @@ end
 
 -- A message whose lease was lost: run again (acks_late, deliveries left) or record
 -- the policy's failure. The lease must have ended already (lease_ended).
-local function apply_lost(id, m, policy, now_wall, report, woken)
+local function apply_lost(id, m, policy, now_wall, report, woken, tallies)
+  add_tally(tallies, (m.name or 'unknown') .. '\tLOST\t-1', '0')
   if m.acks_late == '1' and m.deliveries < policy.max_deliveries then
     requeue(id, m, woken)
     report.requeued[#report.requeued + 1] = m.task_id
@@ -410,6 +445,7 @@ local function apply_lost(id, m, policy, now_wall, report, woken)
   set[#set + 1] = 'date_done'
   set[#set + 1] = now_wall
   store_result({task_id = m.task_id, set = set, del = template.del, ttl = template.ttl})
+  add_tally(tallies, (m.name or 'unknown') .. '\t' .. template.set[2] .. '\t-1', '0')
   report.failed[#report.failed + 1] = m.task_id
 end
 

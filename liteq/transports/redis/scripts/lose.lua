@@ -4,14 +4,15 @@
 -- Returns {requeued task ids, failed task ids}.
 local now_wall = nextarg()
 local policy = read_policy()
-local report, woken = {requeued = {}, failed = {}}, {}
+local report, woken, tallies = {requeued = {}, failed = {}}, {}, {}
 for _ = 1, tonumber(nextarg()) do
   local id, token = nextarg(), nextarg()
   local m = leased_message(id)
   if m.token and m.token == token then
     lease_ended(id, m)
-    apply_lost(id, m, policy, now_wall, report, woken)
+    apply_lost(id, m, policy, now_wall, report, woken, tallies)
   end
 end
+count_tasks(exact(math.floor(tonumber(now_wall) / 60) * 60), tallies)
 wake(woken)
 return {report.requeued, report.failed}

@@ -1,8 +1,9 @@
 -- SETTLE: end leases whose token still matches, each with its outcome.
--- ARGV: marker TTL (ms), retry ('1' when this call is a retry), count, then per
---       settlement: id, token, release ('1', '2' counted, '0'), release until (epoch
---       seconds, ''),
---       has result ('1'/'0'), [result], follow-up count, follow-up envelopes...
+-- ARGV: marker TTL (ms), retry ('1' when this call is a retry), the minute (epoch
+--       seconds) the task counters count in, count, then per settlement: id, token,
+--       release ('1', '2' counted, '0'), release until (epoch seconds, ''), counter
+--       field ('' none) and run time, has result ('1'/'0'), [result], follow-up count,
+--       follow-up envelopes...
 -- Accepted: the message is removed, its result stored and its follow-ups published,
 -- all at once; with release it goes back to the queue uncounted instead (or waits as
 -- scheduled until ``release until``: a rate-limited task; counted with '2': a task
@@ -11,11 +12,12 @@
 -- replying finds it there and is accepted again, changing nothing. Otherwise a token
 -- that no longer matches (the lease was taken over) changes nothing and is refused.
 -- Returns 1 (accepted) or 0 per settlement.
-local marker_ttl, retry = nextarg(), nextarg() == '1'
+local marker_ttl, retry, minute = nextarg(), nextarg() == '1', nextarg()
 local count = tonumber(nextarg())
-local accepted, woken = {}, {}
+local accepted, woken, tallies = {}, {}, {}
 for s = 1, count do
   local id, token, is_release, release_at = nextarg(), nextarg(), nextarg(), nextarg()
+  local tally, runtime = nextarg(), nextarg()
   local result = nil
   if nextarg() == '1' then
     result = read_result()
@@ -49,6 +51,7 @@ for s = 1, count do
       for _, env in ipairs(follow) do
         publish(env, woken)
       end
+      add_tally(tallies, tally, runtime)
     end
     accepted[s] = 1
   elseif retry and redis.call('GET', P.settled .. id) == token then
@@ -57,5 +60,6 @@ for s = 1, count do
     accepted[s] = 0
   end
 end
+count_tasks(minute, tallies)
 wake(woken)
 return accepted
