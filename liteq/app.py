@@ -37,7 +37,7 @@ from liteq.exceptions import ImproperlyConfigured
 from liteq.messages import Message
 from liteq.producer import Producer
 from liteq.records import build_record
-from liteq.registry import TaskFinder, TaskRegistry
+from liteq.registry import ImportPolicy, TaskFinder, TaskRegistry
 from liteq.result import AsyncResult, GroupResult
 from liteq.signals import Signal
 from liteq.storing import OutcomeStore
@@ -371,8 +371,17 @@ class LiteQ:
         def other_registries() -> list[Mapping[str, Any]]:
             return [shared_tasks, *(app.tasks for app in list(_apps) if app is not self)]
 
+        conf = self.conf
+        allowlist = conf.worker_import_allowlist
+        if isinstance(allowlist, str):
+            allowlist = [name.strip() for name in allowlist.split(",") if name.strip()]
+        policy = ImportPolicy(
+            allowlist,
+            include=(*tuple(conf.imports or ()), *tuple(conf.include or ())),
+            directory=os.getcwd(),
+        )
         finder = TaskFinder(self.tasks, import_on_demand=import_on_demand,
-                            others=other_registries)
+                            others=other_registries, policy=policy)
 
         def find(name: str) -> Task[Any, Any]:
             return self.annotate(finder(name))

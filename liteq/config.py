@@ -172,6 +172,10 @@ OPTIONS: dict[str, Option] = {
     "worker_state_db": _o(None, "CELERYD_STATE_DB", noop=True),
     "worker_cancel_long_running_tasks_on_connection_loss": _o(False, noop=True),
     "worker_soft_shutdown_timeout": _o(0.0),
+    "worker_import_allowlist": _o(None, doc="modules (packages: with their submodules) a "
+                                            "worker may import to find a task a message "
+                                            "names; None: task modules in its directory; "
+                                            "'*': any"),
     # -- beat ------------------------------------------------------------------------
     "beat_schedule": _o({}, "CELERYBEAT_SCHEDULE"),
     "beat_max_loop_interval": _o(0, "CELERYBEAT_MAX_LOOP_INTERVAL"),
@@ -247,7 +251,7 @@ DJANGO_RESULT_BACKENDS = frozenset({"django-db", "django-cache"})
 
 #: Celery's result backends (by alias or URL scheme) that liteq has not got.
 UNAVAILABLE_RESULT_BACKENDS = frozenset({
-    "amqp", "cache", "memcached", "pylibmc", "sentinel", "mongodb", "db", "database",
+    "amqp", "cache", "memcached", "pylibmc", "mongodb", "db", "database",
     "elasticsearch", "cassandra", "couchbase", "couchdb", "cosmosdbsql", "riak", "disabled",
     "consul", "dynamodb", "azureblockblob", "arangodb", "s3", "gcs", "gs",
 })

@@ -74,7 +74,7 @@ class Connections:
                     if url is None or url == self.broker_url:
                         self._backend = broker
                     else:
-                        self._backend = transport_for(url, self._options(url),
+                        self._backend = transport_for(url, self._options(url, backend=True),
                                                       setting="result_backend")
         return self._backend
 
@@ -87,12 +87,16 @@ class Connections:
                 transport.close()
             self._broker = self._backend = None
 
-    def _options(self, url: str) -> dict[str, Any]:
+    def _options(self, url: str, backend: bool = False) -> dict[str, Any]:
+        """A transport's options: ``broker_transport_options``, and for a separate result
+        store ``result_backend_transport_options`` over them (Celery's names, e.g. a
+        sentinel:// result backend's ``master_name``)."""
         conf = self.conf
         return {
             "synchronous": conf.sqlite_synchronous,
             "busy_timeout": seconds(conf.sqlite_busy_timeout, "sqlite_busy_timeout"),
             **(conf.broker_transport_options or {}),
+            **((conf.result_backend_transport_options or {}) if backend else {}),
             "conf": conf,
         }
 

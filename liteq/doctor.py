@@ -142,6 +142,21 @@ def _redis(facts: dict[str, Any]) -> Iterator[Check]:
     else:
         yield Check("redis maxmemory-policy", FAIL, f"{policy}: Redis may evict tasks and "
                     "results when memory is full (set maxmemory-policy noeviction)")
+    if facts.get("topology") == "sentinel":
+        replicas, wait = int(facts.get("connected_replicas", 0)), \
+            int(facts.get("wait_for_replicas", 0))
+        detail = f"{replicas} connected to the master; each write waits for {wait}"
+        if wait > replicas:
+            yield Check("redis replicas", WARN, f"{detail}: writes go unconfirmed (a failover "
+                        "may lose them) until a replica is back")
+        elif not wait:
+            yield Check("redis replicas", WARN, f"{detail}: a failover may lose the last "
+                        "writes (set broker_transport_options wait_for_replicas=1)")
+        else:
+            yield Check("redis replicas", OK, detail)
+    elif facts.get("topology") == "cluster":
+        yield Check("redis cluster", OK, f"every key of the app in slot {facts.get('slot')} "
+                    f"on {facts.get('shard')}")
 
 
 # -- what every transport stores ---------------------------------------------------------

@@ -139,14 +139,22 @@ def send_signal(pid: int, signum: int) -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """Linux: get killed when the parent dies, so no pool child outlives its worker.
-    Elsewhere children notice their parent's end on their control pipe."""
+def parent_death_signal() -> int | None:
+    """The signal a pool process gets when its worker dies (Linux: ``SIGUSR2``, which
+    it handles: it gives back its unstarted tasks, then exits), or None where the
+    platform sends none (children notice on their control pipe)."""
+    return int(signal.SIGUSR2) if IS_LINUX else None
+
+
+def die_with_parent(signum: int | None = None) -> None:
+    """Linux: get ``signum`` (default: killed) when the parent dies, so no pool child
+    outlives its worker. Elsewhere children notice their parent's end on their control
+    pipe."""
     if not IS_LINUX:
         return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, kill_signal())
+        libc.prctl(_PR_SET_PDEATHSIG, kill_signal() if signum is None else signum)
     except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
         pass
 
@@ -248,6 +256,7 @@ __all__ = [
     "has_alarm",
     "kill_process",
     "kill_signal",
+    "parent_death_signal",
     "rss_kib",
     "send_signal",
     "shutdown_signals",

@@ -22,7 +22,12 @@ import pytest
 from liteq._state import reset_current_app
 from liteq.platforms import START_METHOD_ENV
 from liteq.testing import WorkerProcess
-from tests.redis_fixtures import redis_server, redis_url  # noqa: F401 - fixtures
+from tests.redis_fixtures import (  # noqa: F401 - fixtures
+    cluster_set,
+    redis_server,
+    redis_url,
+    sentinel_set,
+)
 
 #: Test directories whose tests run on every transport.
 EVERY_TRANSPORT = {"behaviour", "conformance", "reliability"}

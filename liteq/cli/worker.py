@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import click
@@ -68,6 +69,11 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--start-method", type=click.Choice(["fork", "forkserver", "spawn"]),
               default=None, help="How prefork starts processes (default: "
                                  "worker_pool_start_method, else Python's).")
+@click.option("-I", "--include", multiple=True, metavar="MODULES",
+              help="Modules to import at start (comma-separated; added to the include "
+                   "setting). Without -A, only these, modules in worker_import_allowlist "
+                   "and task modules in this directory are imported for a task a message "
+                   "names.")
 @click.option("-B", "--beat", is_flag=True, help="Also run the beat (periodic tasks) here.")
 @click.option("--banner/--no-banner", default=True, help="Print the start-up summary.")
 @click.option("-O", "optimization", default=None, hidden=True)
@@ -83,8 +89,8 @@ def worker(ctx: click.Context, /, database: str | None, app_path: str | None,
            pidfile: str | None, prefetch_multiplier: int | None,
            max_tasks_per_child: int | None, max_memory_per_child: int | None,
            time_limit: float | None, soft_time_limit: float | None,
-           start_method: str | None, beat: bool, banner: bool, detach: bool,
-           **_celery_flags: object) -> None:
+           start_method: str | None, include: tuple[str, ...], beat: bool, banner: bool,
+           detach: bool, **_celery_flags: object) -> None:
     """Run a worker: claim tasks from the database and run them.
 
     \b
@@ -92,6 +98,10 @@ def worker(ctx: click.Context, /, database: str | None, app_path: str | None,
     liteq -A proj worker -Q videos -c 4 -n w1@%h -l info
     """
     app, spec = resolve(ctx, app_path, database)
+    if include:
+        modules = (*tuple(app.conf.include or ()), *_split(include))
+        app.conf.include = modules
+        spec = dataclasses.replace(spec, settings={**spec.settings, "include": modules})
     nodename = expand_nodename(hostname)
     if detach:
         pidfile, logfile = pidfile or "%n.pid", logfile or "%n%I.log"

@@ -22,6 +22,9 @@ TRANSPORTS = {
     "redis": "liteq.transports.redis:RedisTransport",
     "rediss": "liteq.transports.redis:RedisTransport",
     "unix": "liteq.transports.redis:RedisTransport",
+    "sentinel": "liteq.transports.redis:RedisTransport",
+    "redis+cluster": "liteq.transports.redis:RedisTransport",
+    "rediss+cluster": "liteq.transports.redis:RedisTransport",
 }
 
 #: Brokers of Celery (kombu) that liteq has no transport for; also refused when written
@@ -29,7 +32,7 @@ TRANSPORTS = {
 OTHER_BROKERS = frozenset({
     "amqp", "amqps", "pyamqp", "librabbitmq", "qpid", "sqs", "kafka", "confluentkafka",
     "mongodb", "memory", "filesystem", "zookeeper", "consul", "etcd", "azureservicebus",
-    "azurestoragequeues", "gcpubsub", "sentinel", "sqla", "sqlalchemy", "django", "couchdb",
+    "azurestoragequeues", "gcpubsub", "sqla", "sqlalchemy", "django", "couchdb",
 })
 
 _WHAT_LITEQ_NEEDS = ("liteq needs a SQLite path (sqlite:///tasks.db, sqlite:////abs/tasks.db "

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from liteq import __version__, platforms, signals
 from liteq.beat import Beat
-from liteq.exceptions import ImproperlyConfigured, WorkerLostError
+from liteq.exceptions import ImproperlyConfigured, OperationalError, WorkerLostError
 from liteq.platforms import WakePipe
 from liteq.records import error_record
 from liteq.routing import queues_from_setting
@@ -237,7 +237,7 @@ class Worker:
             housekeeper.start()
             self._remote.start()
             if self.pool_name == "prefork":
-                self._run_prefork(pipe, housekeeper.busy)
+                self._run_prefork(pipe, housekeeper)
             else:
                 self._run_in_process(pipe)
         finally:
@@ -246,7 +246,10 @@ class Worker:
                 beat_thread.join(timeout=10)
             self._remote.stop()
             housekeeper.stop()
-            broker.unregister_worker(self.worker_id)
+            try:
+                broker.unregister_worker(self.worker_id)
+            except OperationalError as exc:  # its heartbeat record expires by itself
+                logger.error("could not unregister %s: %s", self.worker_id, exc)
             self._close_wake_pipe(restore_signals=main_thread)
             signals.worker_shutdown.send(sender=self)
             # (quietly for a worker inside an application: no banner, no farewell)
@@ -301,23 +304,33 @@ class Worker:
         logger.info("%s ready.", self.hostname)
         self.ready.set()
 
-    def _run_prefork(self, pipe: WakePipe, fork_guard: Any) -> None:
+    def _run_prefork(self, pipe: WakePipe, housekeeper: Housekeeper) -> None:
         pool_options = self._pool_options()
         # Resolved here (spawn on macOS/Windows...), so children know how they started.
         pool_options = dataclasses.replace(
             pool_options, start_method=platforms.start_method(pool_options.start_method))
+        # Children stop claiming when heartbeats (which renew their leases) stop for this
+        # long: between two missed beats and half a lease.
+        interval = self.heartbeat_interval
+        stale_after = max(2 * interval, min(self.lease / 2, 3 * interval))
         options = ChildOptions(worker_id=self.worker_id, queues=tuple(self.queues),
                                capacity=self.capacity // self.concurrency, lease=self.lease,
-                               policy=self.policy, pool=pool_options)
+                               policy=self.policy, pool=pool_options,
+                               stale_after=stale_after)
         supervisor = Supervisor(self.app, self.spec, self.concurrency, options,
-                                start_method=options.pool.start_method, fork_guard=fork_guard)
+                                start_method=options.pool.start_method,
+                                fork_guard=housekeeper.busy)
+        housekeeper.on_beat = supervisor.beat
         self._adopt(supervisor)
         supervisor.watch(pipe.fileno(), pipe.drain)
         if self._remote is not None:
             supervisor.watch(self._remote.fileno(), self._apply_remote)
         supervisor.start()
-        self._ready()
-        supervisor.run()
+        try:
+            self._ready()
+            supervisor.run()
+        finally:
+            supervisor.kill_leftovers()  # no pool process outlives a failed start or run
 
     def _run_in_process(self, pipe: WakePipe) -> None:
         pool = POOLS[self.pool_name](self.app, self.spec, self.concurrency, self._pool_options())
@@ -409,15 +422,14 @@ class Worker:
         if self._signals_seen > 1:
             self._on_cold_signal(signum, frame)
             return
-        print(f"worker: Warm shutdown ({signal.Signals(signum).name}): finishing running "
-              "tasks; press Ctrl-C again to stop now", file=terminal(sys.stderr), flush=True)
+        _say(f"worker: Warm shutdown ({signal.Signals(signum).name}): finishing running "
+             "tasks; press Ctrl-C again to stop now")
         signals.worker_shutting_down.send(sender=self.hostname, sig=signum, how="warm",
                                           exitcode=EXIT_OK)
         self._request_stop("warm")
 
     def _on_cold_signal(self, signum: int, frame: Any) -> None:
-        print(f"worker: Cold shutdown ({signal.Signals(signum).name})",
-              file=terminal(sys.stderr), flush=True)
+        _say(f"worker: Cold shutdown ({signal.Signals(signum).name})")
         signals.worker_shutting_down.send(sender=self.hostname, sig=signum, how="cold",
                                           exitcode=EXIT_FAILURE)
         self._request_stop("cold")
@@ -442,6 +454,15 @@ class Worker:
                                 "imported on first use" if self.spec.import_on_demand else "none"),
         ]
         print("\n".join(lines), file=terminal(sys.stdout), flush=True)
+
+
+def _say(text: str) -> None:
+    """Tell the terminal, from a signal handler: a closed stderr (``| tee`` gone) must
+    not raise in the middle of the loop, so the shutdown goes on without the message."""
+    try:
+        print(text, file=terminal(sys.stderr), flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 __all__ = ["ColdShutdown", "Worker", "WorkerOptions", "expand_nodename"]

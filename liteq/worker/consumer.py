@@ -11,6 +11,10 @@ One iteration::
 
 Finished tasks are settled together, so a batch of short tasks costs one transaction,
 but never later than ``SETTLE_AFTER`` (a long task's result is stored as it finishes).
+When the store refuses a write (:class:`liteq.OperationalError`: its write lock held
+past ``sqlite_busy_timeout``, a full disk, Redis down past its retry bound), the loop
+keeps the finished outcomes, retries with backoff (``RETRY_FIRST`` to ``RETRY_MAX``)
+and carries on by itself once the store takes writes again; running tasks go on.
 Heartbeats and lease renewal run beside the loop (``housekeeping.py``). Both clocks
 are injected: ``clock`` (monotonic: settle and recheck delays) and ``wall`` (epoch
 seconds: when the next scheduled message is due); ``step(now)`` takes the monotonic
@@ -21,12 +25,14 @@ time from its caller, so tests drive the loop without processes or sleeps
 from __future__ import annotations
 
 import logging
+import random
 import selectors
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from liteq.exceptions import OperationalError
 from liteq.execute import DEFERRED, IGNORED, REJECTED
 from liteq.states import FAILURE, RETRY, REVOKED, SUCCESS
 from liteq.transports.base import Delivery, LostTaskPolicy, Settlement
@@ -49,6 +55,13 @@ CLAIM_WINDOW = 0.02
 #: After a wake-up that found nothing (a publish not yet committed), look again at these
 #: delays (seconds).
 RECHECKS = (0.005, 0.05, 0.5)
+#: How often a paused loop looks whether it may go on (seconds).
+PAUSE_CHECK = 0.25
+#: First and longest pause before writing again to a store that refused a write (s).
+RETRY_FIRST, RETRY_MAX = 0.1, 5.0
+#: A stopping worker gives up settling after the store refused writes this long (s):
+#: what is left follows the lease rules (run again with acks_late, else FAILURE).
+STOP_SETTLE_TIMEOUT = 30.0
 
 
 class Tracker(Protocol):
@@ -108,6 +121,8 @@ class Consumer:
         self.wall = wall
         self.buffer: deque[Delivery] = deque()
         self.finished: list[Finished] = []
+        #: finished tasks counted and logged, whose outcome is not written yet
+        self.unsettled: list[Finished] = []
         self.stopping: str | None = None
         self.processed = 0
         #: stop (warm) after this many tasks, or when this returns True (recycling)
@@ -117,6 +132,10 @@ class Consumer:
         #: remote control commands sent so far, so no task runs under the old options,
         #: prefetched ones included)
         self.before_claim: Callable[[], None] | None = None
+        #: True while this process must neither claim nor start tasks (a prefork child
+        #: whose worker's main process stopped heartbeating: its leases are not renewed)
+        self.paused_when: Callable[[], bool] | None = None
+        self._paused = False
         self._first_finished = 0.0
         self._runtime: float | None = None  # moving average of task run time
         self._selector = selectors.DefaultSelector()
@@ -129,6 +148,10 @@ class Consumer:
         self._want_claim = True
         self._next_eta: float | None = None
         self._rechecks: list[float] = []
+        #: while the store refuses writes: when it first did, when to write again
+        self._failing_since: float | None = None
+        self._retry_at = 0.0
+        self._retry_delay = RETRY_FIRST
 
     # -- the loop --------------------------------------------------------------------
 
@@ -141,6 +164,7 @@ class Consumer:
         """One iteration of the loop. Tests drive it with their own clock (``now``,
         monotonic seconds) and ``wait=False`` (look at wake-ups, never sleep)."""
         now = self.clock() if now is None else now
+        self._check_paused()
         self._collect(now)
         self._settle_and_claim(now)
         self._dispatch()
@@ -171,7 +195,23 @@ class Consumer:
         # and go back to the queue (return_prefetched), as in Celery.
         if self.stopping == "cold":
             return True
-        return self.stopping == "warm" and not self.pool.running() and not self.finished
+        if self.stopping != "warm" or self.pool.running():
+            return False
+        if not (self.finished or self.unsettled):
+            return True
+        return self._failing_since is not None and self._give_up(self.clock())
+
+    def _give_up(self, now: float) -> bool:
+        """Stopping, and the store has refused writes for too long: stop anyway."""
+        if self._failing_since is None or now - self._failing_since < STOP_SETTLE_TIMEOUT:
+            return False
+        left = [*self.finished, *self.unsettled]
+        if left:
+            logger.error("stopping with %d finished task(s) whose outcome could not be "
+                         "stored (the store refused writes for %.0fs); they follow the "
+                         "lease rules: run again with acks_late, else FAILURE "
+                         "(WorkerLostError)", len(left), now - self._failing_since)
+        return True
 
     # -- settling and claiming -------------------------------------------------------
 
@@ -185,6 +225,7 @@ class Consumer:
             self.finished.extend(finished)
 
     def _held(self) -> int:
+        # (``unsettled`` is not counted: a claim settles all of it in its transaction)
         return len(self.buffer) + len(self.pool.running()) + len(self.finished)
 
     def _free_capacity(self) -> int:
@@ -209,24 +250,44 @@ class Consumer:
                 or now - self._first_finished >= SETTLE_AFTER)
 
     def _settle_and_claim(self, now: float) -> None:
-        finished: list[Finished] = []
+        if self._failing_since is not None and now < self._retry_at:
+            return  # the store refused the last write: wait for the retry
         if self._settle_due(now):
             finished, self.finished = self.finished, []
-        settlements, lost = self._settlements(finished)
+            self._account(finished)
+            self.unsettled.extend(finished)
+        due = self._claim_due(now)
+        try:
+            self._write(due)
+        except OperationalError as exc:
+            self._store_refused(now, exc)
+            return
+        if self._failing_since is not None:
+            logger.warning("the store takes writes again (after %.1fs): settling and "
+                           "claiming resumed", now - self._failing_since)
+            self._failing_since, self._retry_delay = None, RETRY_FIRST
+        self._check_recycling()
+
+    def _write(self, due: bool) -> None:
+        """Settle what finished and claim up to the free capacity (when ``due``)."""
+        lost = [item.delivery for item in self.unsettled if item.outcome is None]
         if lost:
             report = self.transport.lose(lost, self.policy)
+            self.unsettled = [item for item in self.unsettled if item.outcome is not None]
+            self.tracker.settled(lost)
             _log_lost(report.requeued, report.failed)
-        due = self._claim_due(now)
         if due and self.before_claim is not None:
             self.before_claim()
         limit = self._claim_limit() if due else 0
-        if not settlements and limit == 0:
-            if finished:
-                self.tracker.settled([item.delivery for item in finished])
+        finished = self.unsettled
+        if not finished and limit == 0:
             return
+        settlements = self.app.outcome_store.settlements(
+            [(item.delivery, item.outcome) for item in finished if item.outcome is not None])
         accepted, claimed = self.transport.settle_and_claim(
             settlements, self.queues, limit, self.worker_id, self.lease
         )
+        self.unsettled = []
         self.tracker.settled([item.delivery for item in finished])
         for settlement, ok in zip(settlements, accepted, strict=True):
             if not ok and not settlement.release:
@@ -239,9 +300,34 @@ class Consumer:
             self._want_claim = len(claimed) == limit
             if not claimed and self._next_eta is None:
                 self._next_eta = self.transport.next_eta(self.queues)
-        self._check_recycling()
+
+    def _store_refused(self, now: float, exc: OperationalError) -> None:
+        """Keep the outcomes, retry later with backoff (jittered, up to RETRY_MAX)."""
+        self._want_claim = True
+        if self._failing_since is None:
+            self._failing_since = now
+            logger.error("the store refused a write: %s; keeping %d finished task(s) and "
+                         "retrying (running tasks go on)", exc, len(self.unsettled))
+        else:
+            logger.debug("the store still refuses writes: %s", exc)
+        self._retry_at = now + self._retry_delay * (0.5 + random.random())
+        self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
+
+    def _check_paused(self) -> None:
+        paused = self.paused_when is not None and self.paused_when()
+        if paused == self._paused:
+            return
+        self._paused = paused
+        if paused:
+            logger.warning("the worker's main process stopped heartbeating (its leases are "
+                           "not renewed): not claiming or starting tasks until it does")
+        else:
+            logger.warning("the worker's main process heartbeats again: claiming resumed")
+            self._want_claim = True
 
     def _claim_due(self, now: float) -> bool:
+        if self._paused:
+            return False
         if self._next_eta is not None and self.wall() >= self._next_eta:
             self._next_eta = None
             return True
@@ -250,13 +336,12 @@ class Consumer:
             return True
         return self._want_claim
 
-    def _settlements(self, finished: list[Finished]) -> tuple[list[Settlement], list[Delivery]]:
-        ended, lost = [], []
+    def _account(self, finished: list[Finished]) -> None:
+        """Count and log finished tasks (once, however often settling them is retried)."""
         for item in finished:
             self.processed += 1
             outcome = item.outcome
             if outcome is None:
-                lost.append(item.delivery)
                 continue
             _log_outcome(item.delivery, outcome.state, outcome.runtime, outcome.summary,
                          outcome.record.traceback if outcome.record else None)
@@ -264,10 +349,8 @@ class Consumer:
                 runtime = outcome.runtime
                 self._runtime = runtime if self._runtime is None else \
                     0.8 * self._runtime + 0.2 * runtime
-            ended.append((item.delivery, outcome))
         if finished:
             self._want_claim = True
-        return self.app.outcome_store.settlements(ended), lost
 
     def _check_recycling(self) -> None:
         if self.stopping:
@@ -281,7 +364,7 @@ class Consumer:
     def _dispatch(self) -> None:
         if self.buffer and self.before_claim is not None and self.pool.free() > 0:
             self.before_claim()
-        while self.buffer and self.pool.free() > 0 and not self.stopping:
+        while self.buffer and self.pool.free() > 0 and not self.stopping and not self._paused:
             delivery = self.buffer.popleft()
             self.tracker.started(delivery)
             self.pool.dispatch(delivery)
@@ -299,9 +382,14 @@ class Consumer:
 
     def timeout(self, now: float) -> float:
         """How long the loop may sleep now (0.0: there is work to do)."""
-        if self.pool.has_results() or (self.buffer and self.pool.free() > 0
-                                       and not self.stopping):
+        if self.pool.has_results():
             return 0.0
+        if self._paused:
+            return PAUSE_CHECK
+        if self.buffer and self.pool.free() > 0 and not self.stopping:
+            return 0.0
+        if self._failing_since is not None:  # the store refused writes: wait to retry
+            return max(0.0, min(IDLE_WAIT, self._retry_at - now))
         if self._want_claim and self._free_capacity() > 0:
             return 0.0
         timeout = IDLE_WAIT
@@ -328,18 +416,39 @@ class Consumer:
     # -- stopping --------------------------------------------------------------------
 
     def finish(self, finished: list[Finished]) -> None:
-        """Settle what is left: collected outcomes and what the pool handed back."""
+        """Settle what is left: collected outcomes and what the pool handed back
+        (retrying while the store refuses writes, up to ``STOP_SETTLE_TIMEOUT``)."""
         self.finished.extend(finished)
         self.stopping = self.stopping or "warm"
-        self._settle_and_claim(self.clock())
+        while True:
+            now = self.clock()
+            self._settle_and_claim(now)
+            if not (self.finished or self.unsettled) or self._give_up(now):
+                return
+            time.sleep(max(0.01, min(IDLE_WAIT, self._retry_at - now)))
 
     def return_prefetched(self) -> None:
-        """Give back claimed tasks that never started, without counting a delivery."""
+        """Give back claimed tasks that never started, without counting a delivery
+        (retrying while the store refuses writes, up to ``STOP_SETTLE_TIMEOUT``)."""
         if not self.buffer:
             return
         released = [Settlement(delivery, release=True) for delivery in self.buffer]
+        deadline = time.monotonic() + STOP_SETTLE_TIMEOUT
+        delay = RETRY_FIRST
+        while True:
+            try:
+                self.transport.settle(released)
+                break
+            except OperationalError as exc:
+                if time.monotonic() >= deadline:
+                    logger.error("could not return %d prefetched task(s) to the queue: %s; "
+                                 "they come back when their lease expires", len(released),
+                                 exc)
+                    return
+                logger.warning("returning prefetched tasks: %s; retrying", exc)
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
         self.buffer.clear()
-        self.transport.settle(released)
         logger.info("returned %d prefetched task(s) to the queue", len(released))
 
     def close(self) -> None:

@@ -13,12 +13,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from liteq.exceptions import OperationalError
 from liteq.transports.base import LostTaskPolicy, Transport
 
 logger = logging.getLogger("liteq.worker")
 
 #: Longest time between result-expiry passes (seconds).
 EXPIRE_EVERY = 60.0
+#: Results deleted per transaction: each chunk holds the write lock only briefly.
+EXPIRE_CHUNK = 1000
+#: Longest one expiry pass runs (seconds) before heartbeats get their turn.
+EXPIRE_BUDGET = 0.5
+#: Pause between passes while a backlog of expired results remains (seconds).
+EXPIRE_BACKLOG_PAUSE = 0.05
 
 
 class Housekeeper(threading.Thread):
@@ -46,17 +53,21 @@ class Housekeeper(threading.Thread):
         self.policy = policy
         self.info = info
         self._stop_event = threading.Event()
+        #: called after each heartbeat the store took (prefork children watch it)
+        self.on_beat: Callable[[], None] | None = None
         #: held while this thread is inside the database: a fork() must not happen then,
         #: or the child inherits SQLite's mutexes locked and hangs (see Supervisor)
         self.busy = threading.Lock()
-        self._last_expiry = 0.0
-        # Short-lived results are swept more often, but never more than once a tick.
-        self.expire_every = min(EXPIRE_EVERY, max(interval, (result_expires or EXPIRE_EVERY) / 2))
+        # Short-lived results are swept more often (a pass that finds nothing is one
+        # indexed look-up), at most once a second.
+        self.expire_every = min(EXPIRE_EVERY, max(1.0, (result_expires or EXPIRE_EVERY) / 2))
 
     def run(self) -> None:
         now = time.monotonic()
-        next_tick, next_upkeep = now + self.interval, now
-        while not self._stop_event.wait(max(0.0, min(next_tick, next_upkeep) - now)):
+        next_tick = next_expiry = now + self.interval
+        next_upkeep = now
+        while not self._stop_event.wait(
+                max(0.0, min(next_tick, next_upkeep, next_expiry) - now)):
             now = time.monotonic()
             with self.busy:
                 if now >= next_upkeep:
@@ -64,18 +75,27 @@ class Housekeeper(threading.Thread):
                 if now >= next_tick:
                     self._guard(self.tick)
                     next_tick = now + self.interval
+            if now >= next_expiry:
+                backlog = self._guard(self.expire, default=False)
+                next_expiry = time.monotonic() + (EXPIRE_BACKLOG_PAUSE if backlog
+                                                  else self.expire_every)
             now = time.monotonic()
 
     def _guard(self, action: Callable[[], Any], default: Any = None) -> Any:
         try:
             return action()
+        except OperationalError as exc:  # the store refuses writes for now: one line
+            logger.error("housekeeping: %s; retrying in %.1fs", exc, self.interval)
+            return default
         except Exception:
             logger.exception("housekeeping failed; retrying in %.1fs", self.interval)
             return default
 
     def tick(self) -> None:
-        """One round: heartbeat (renews leases), reap expired leases, expire results."""
+        """One round: heartbeat (renews leases), reap expired leases."""
         self.broker.heartbeat(self.worker_id, self.lease, self.info())
+        if self.on_beat is not None:
+            self.on_beat()
         report = self.broker.reap_expired(self.policy)
         for task_id in report.requeued:
             logger.warning("task %s: its worker stopped renewing the lease; queued again",
@@ -83,12 +103,23 @@ class Housekeeper(threading.Thread):
         for task_id in report.failed:
             logger.error("task %s: its worker stopped renewing the lease; recorded as "
                          "FAILURE (WorkerLostError)", task_id)
-        now = time.monotonic()
-        if now - self._last_expiry >= self.expire_every:
-            self._last_expiry = now
-            removed = self.backend.expire_results()
-            if removed:
-                logger.info("removed %d expired result(s)", removed)
+
+    def expire(self, budget: float = EXPIRE_BUDGET) -> bool:
+        """Delete expired results in chunks of :data:`EXPIRE_CHUNK`, one short
+        transaction each, for up to ``budget`` seconds; so clean-up keeps up with any
+        sustained rate. Returns True when a backlog is left (the next pass comes soon)."""
+        deadline = time.monotonic() + budget
+        removed = 0
+        while True:
+            with self.busy:
+                chunk = self.backend.expire_results(EXPIRE_CHUNK)
+            removed += chunk
+            if chunk < EXPIRE_CHUNK or time.monotonic() >= deadline or \
+                    self._stop_event.is_set():
+                break
+        if removed:
+            logger.info("removed %d expired result(s)", removed)
+        return chunk >= EXPIRE_CHUNK
 
     def stop(self) -> None:
         # Its connection is per thread and closes when the thread ends.

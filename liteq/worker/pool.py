@@ -128,6 +128,11 @@ class SoloPool(Pool):
     def free(self) -> int:
         return 0 if self._done or self._current else 1
 
+    @property
+    def busy(self) -> bool:
+        """A task is running now (this process is inside it)."""
+        return self._current is not None
+
     def dispatch(self, delivery: Delivery) -> None:
         # A cold shutdown interrupts the task by raising out of here: _current stays set
         # so stop() reports the task as lost.

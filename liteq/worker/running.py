@@ -9,15 +9,22 @@ token from its rate limit (none: the message waits, DEFERRED) and its STARTED st
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from liteq.exceptions import OperationalError
 from liteq.execute import Outcome, count_in_chord, deferred, execute, prepare, rate_of
 from liteq.transports.base import Delivery, ResultRecord
 
 if TYPE_CHECKING:
     from liteq.app import LiteQ
     from liteq.task import Task
+
+logger = logging.getLogger("liteq.worker")
+
+#: How long a task waits for its rate-limit token when the store refused the write (s).
+TOKEN_RETRY = 1.0
 
 
 def run_delivery(
@@ -44,13 +51,22 @@ def run_delivery(
     flow = delivery.envelope.flow
     rate = None if flow is not None and flow.rate_key is not None else rate_of(app, task)
     if rate is not None:
-        wait = app.broker.take_token(f"rate:{task.name}", rate)
+        try:
+            wait = app.broker.take_token(f"rate:{task.name}", rate)
+        except OperationalError as exc:  # the store refused the write: try again later
+            logger.warning("no rate-limit token for %s[%s]: %s; it waits %gs",
+                           task.name, delivery.task_id, exc, TOKEN_RETRY)
+            wait = TOKEN_RETRY
         if wait:
             return deferred(wait)
     store = app.outcome_store
 
     def started(record: ResultRecord) -> None:
-        store.interim(record, delivery)
+        try:
+            store.interim(record, delivery)
+        except OperationalError as exc:  # STARTED is informational: run the task anyway
+            logger.warning("could not store STARTED for %s[%s]: %s", task.name,
+                           delivery.task_id, exc)
 
     outcome = execute(app, task, request, soft_limit=True, hard_limit=hard_limit,
                       on_started=started)

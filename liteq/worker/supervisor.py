@@ -1,4 +1,5 @@
-"""The prefork pool: child processes that each run the consumer loop, supervised.
+"""The prefork pool: child processes that each run the consumer loop, supervised
+(the child's side is ``child.py``).
 
 Each child claims its own batches (up to ``worker_prefetch_multiplier`` tasks), runs
 them, and settles them grouped, in its own connection: no task travels over a pipe.
@@ -26,9 +27,9 @@ import contextlib
 import ctypes
 import dataclasses
 import logging
-import marshal
 import multiprocessing
 import os
+import random
 import selectors
 import signal
 import time
@@ -37,16 +38,14 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from liteq import platforms, serialization, signals
-from liteq.exceptions import TaskRevokedError, TimeLimitExceeded
+from liteq import platforms, serialization
+from liteq.exceptions import OperationalError, TaskRevokedError, TimeLimitExceeded
 from liteq.execute import Outcome
 from liteq.records import error_record
 from liteq.states import FAILURE, REVOKED
-from liteq.transports.base import Delivery, LeaseRef, LostTaskPolicy
-from liteq.worker import logs
-from liteq.worker.consumer import Consumer
-from liteq.worker.pool import PoolOptions, SoloPool
-from liteq.worker.remote import child_commands, poll_child_commands, set_task_option, task_option
+from liteq.transports.base import LeaseRef
+from liteq.worker.child import ChildOptions, Slot, SlotWriter, child_main, slot_leases
+from liteq.worker.consumer import RETRY_FIRST, RETRY_MAX, STOP_SETTLE_TIMEOUT
 
 if TYPE_CHECKING:
     from liteq.app import LiteQ
@@ -61,166 +60,9 @@ STOP_GRACE = 10.0
 #: Longest the supervisor sleeps between checks.
 CHECK_EVERY = 1.0
 
-_LEASES_BYTES = 8192
-
 
 class PoolStartError(RuntimeError):
     """Children cannot start (the app or its tasks fail to import)."""
-
-
-class Slot(ctypes.Structure):
-    """What a child tells the supervisor, in shared memory."""
-
-    _fields_ = [
-        ("seq", ctypes.c_uint64),  # odd while the child writes (seqlock)
-        ("ready", ctypes.c_uint8),
-        ("running", ctypes.c_uint8),
-        ("processed", ctypes.c_uint64),
-        ("busy_retries", ctypes.c_uint64),  # the child's SQLite busy retries
-        ("started_at", ctypes.c_double),  # time.monotonic() (host-wide on Linux)
-        ("hard_limit", ctypes.c_double),  # seconds; 0: none
-        ("leases_size", ctypes.c_uint32),
-        ("task_id", ctypes.c_char * 100),  # of the running task
-        ("task_name", ctypes.c_char * 200),
-        ("leases", ctypes.c_char * _LEASES_BYTES),  # marshal: [(key, token), ...]
-    ]
-
-
-_LEASES_OFFSET: int = Slot.leases.offset
-
-
-@dataclass(frozen=True)
-class ChildOptions:
-    """Everything a child needs besides the app spec (plain, picklable values)."""
-
-    worker_id: str
-    queues: tuple[str, ...]
-    capacity: int
-    lease: float
-    policy: LostTaskPolicy
-    pool: PoolOptions
-    #: task options changed by remote control: (task name, option, value), in order
-    task_options: tuple[tuple[str, str, Any], ...] = ()
-
-
-# -- the child -----------------------------------------------------------------------
-
-
-class SlotWriter:
-    """The child's side of its slot: a :class:`~liteq.worker.consumer.Tracker`."""
-
-    def __init__(self, slot: Slot, default_hard_limit: float | None,
-                 task_hard_limit: Callable[[str], float | None] | None = None,
-                 busy_retries: Callable[[], int] | None = None) -> None:
-        self.slot = slot
-        self.busy_retries = busy_retries or (lambda: 0)
-        self.default_hard_limit = default_hard_limit or 0.0
-        #: a task's own hard limit (its ``time_limit``, changed by remote control)
-        self.task_hard_limit = task_hard_limit or (lambda name: None)
-        self.leases: list[tuple[Any, Any]] = []
-        self._address = ctypes.addressof(slot)
-
-    def _write_leases(self) -> None:
-        blob = marshal.dumps(self.leases)
-        if len(blob) > _LEASES_BYTES:  # cannot happen with a sane prefetch; stay correct
-            blob = marshal.dumps(self.leases[-64:])
-        ctypes.memmove(self._address + _LEASES_OFFSET, blob, len(blob))
-        self.slot.leases_size = len(blob)
-
-    def started(self, delivery: Delivery) -> None:
-        slot = self.slot
-        slot.seq += 1
-        self.leases.append((delivery.key, delivery.token))
-        self._write_leases()
-        slot.hard_limit = (_hard_limit(delivery) or self.task_hard_limit(delivery.task_name)
-                           or self.default_hard_limit)
-        slot.task_id = delivery.task_id.encode()[:99]
-        slot.task_name = delivery.task_name.encode()[:199]
-        slot.started_at = time.monotonic()
-        slot.running = 1
-        slot.seq += 1
-
-    def finished(self, delivery: Delivery) -> None:
-        slot = self.slot
-        slot.seq += 1
-        slot.running = 0
-        slot.processed += 1
-        slot.busy_retries = self.busy_retries()
-        slot.seq += 1
-
-    def settled(self, deliveries: Sequence[Delivery]) -> None:
-        if not deliveries:
-            return
-        done = {(d.key, d.token) for d in deliveries}
-        slot = self.slot
-        slot.seq += 1
-        self.leases = [lease for lease in self.leases if lease not in done]
-        self._write_leases()
-        slot.seq += 1
-
-
-def child_main(spec: AppSpec, control: Connection, report: Connection, index: int,
-               slot: Slot, options: ChildOptions, parent_pid: int) -> None:
-    """A prefork child: run the consumer loop until told to stop or recycled."""
-    platforms.die_with_parent()
-    pool_options = options.pool
-    method = pool_options.start_method  # the one the supervisor resolved and used
-    if method != "forkserver" and os.getppid() != parent_pid:
-        os._exit(1)  # the worker died before prctl took effect
-    # The main process decides about shutdown; Ctrl-C reaches the whole process group.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if method != "fork" or not logging.root.handlers:
-        logs.setup_logging(pool_options.loglevel, pool_options.logformat, pool_options.logfile)
-    if pool_options.redirect_stdouts is not None:  # a forked child has it already
-        logs.redirect_stdouts(pool_options.redirect_stdouts)
-    try:
-        app = spec.load()
-        app.finalize()
-        if method != "fork":  # not inherited: the application's own set-up, if any, again
-            logs.configure_child_logging(app, pool_options.loglevel, pool_options.logfile)
-        logs.configure_task_loggers(app)
-        for transport in {id(t): t for t in (app.broker, app.backend)}.values():
-            transport.after_fork()
-        pool = SoloPool(app, spec, 1, pool_options, hard_limit_in_process=False)
-        tracker = SlotWriter(slot, pool_options.time_limit,
-                             lambda name: task_option(pool, name, "time_limit"),
-                             app.broker.busy_retries)
-        consumer = Consumer(app, pool, options.queues, f"{options.worker_id}/{index}",
-                            capacity=options.capacity, lease=options.lease,
-                            policy=options.policy, tracker=tracker)
-        for task_name, option, value in options.task_options:
-            set_task_option(pool, task_name, option, value)
-        signals.worker_process_init.send(sender=None)
-    except BaseException as exc:
-        report.send_bytes(f"{type(exc).__name__}: {exc}".encode())
-        raise SystemExit(1) from None
-    consumer.max_tasks = pool_options.max_tasks_per_child
-    if pool_options.max_memory_per_child:
-        limit = pool_options.max_memory_per_child
-        consumer.recycle_when = lambda: platforms.rss_kib() > limit
-    consumer.watch(control.fileno(), lambda: child_commands(control, consumer, pool))
-    consumer.before_claim = lambda: poll_child_commands(control, consumer, pool)
-    slot.ready = 1
-    try:
-        consumer.run()
-        consumer.return_prefetched()
-    finally:
-        consumer.close()
-    signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
-
-
-
-
-def _hard_limit(delivery: Delivery) -> float | None:
-    header = delivery.envelope.header
-    if b'"timelimit"' not in header:  # the common case, without parsing
-        return None
-    try:
-        limit = serialization.json_loads(header).get("timelimit", [None, None])[1]
-        return float(limit) if limit else None
-    except Exception:  # an undecodable header: the task will fail with the reason
-        return None
 
 
 # -- the main process's side ---------------------------------------------------------
@@ -273,12 +115,7 @@ class _Child:
                         self._leases())
 
     def _leases(self) -> list[tuple[Any, Any]]:
-        blob = ctypes.string_at(ctypes.addressof(self.slot) + _LEASES_OFFSET,
-                                self.slot.leases_size)
-        try:
-            return list(marshal.loads(blob)) if blob else []
-        except (EOFError, ValueError, TypeError):
-            return []
+        return slot_leases(self.slot)
 
     @property
     def deadline(self) -> float | None:
@@ -286,6 +123,33 @@ class _Child:
         if slot.running and slot.hard_limit:
             return float(slot.started_at + slot.hard_limit)
         return None
+
+
+class _CleanUp:
+    """What an exited child leaves to write: the task a hard time limit or a revocation
+    killed, the other tasks it had started (lost), its unstarted ones (released). Each
+    step is written once, however often the store refuses the next."""
+
+    def __init__(self, child: _Child, view: SlotView) -> None:
+        self.child = child
+        self.view = view
+        self.leases = view.leases
+        self.killed: str | None = None
+        if child.killed_for in ("time limit", "revoked") and view.running and self.leases:
+            self.killed = child.killed_for
+        elif self.leases and child.process.exitcode != 0:
+            logger.error("worker process %d %s while running %s", child.process.pid,
+                         _exit_reason(child.process.exitcode), view.current)
+
+    def run(self, supervisor: Supervisor) -> None:
+        if self.killed is not None:
+            lease = LeaseRef(*self.leases[-1])
+            if self.killed == "time limit":
+                supervisor._time_limit_failure(lease, self.view)
+            else:
+                supervisor._terminated(lease, self.view)
+            self.leases, self.killed = self.leases[:-1], None
+        supervisor._lose(self.child, self.leases)
 
 
 class Supervisor:
@@ -307,10 +171,24 @@ class Supervisor:
         self._handlers: dict[int, Callable[[], None]] = {}
         self._failed_starts = 0
         self.stopping: str | None = None
+        #: when the main process last heartbeat (time.monotonic(), shared with children)
+        self.heartbeat: Any = self._context.RawValue(ctypes.c_double, time.monotonic())
+        #: clean-up writes for exited children the store refused, by child index: the
+        #: child is started again once its clean-up is written (its leases carry its id)
+        self._cleanups: dict[int, _CleanUp] = {}
+        self._failing_since: float | None = None
+        self._retry_at = 0.0
+        self._retry_delay = RETRY_FIRST
 
     # -- lifecycle -------------------------------------------------------------------
 
+    def beat(self) -> None:
+        """The main process heartbeat (its children's leases are renewed): children
+        claim while this is recent (``ChildOptions.stale_after``)."""
+        self.heartbeat.value = time.monotonic()
+
     def start(self) -> None:
+        self.beat()
         for index in range(self.concurrency):
             self._spawn(index)
 
@@ -321,7 +199,7 @@ class Supervisor:
         process = self._context.Process(
             target=child_main,
             args=(self.spec, control_reader, report_writer, index, slot, self.options,
-                  os.getpid()),
+                  os.getpid(), self.heartbeat),
             name=f"ForkPoolWorker-{index + 1}",
             daemon=True,
         )
@@ -375,22 +253,32 @@ class Supervisor:
 
     def run(self) -> None:
         """Supervise until a warm stop drained the children, or a cold stop."""
-        while self.children():
-            if self.stopping == "cold":
-                self._kill_all()
-                break
-            self._check_deadlines()
-            self._check_revoked()
-            for key, _ in self._selector.select(self._timeout()):
-                if key.data is None:
-                    self._handlers[key.fd]()
-                else:
-                    self._child_exited(key.data)
-        self._selector.close()
+        try:
+            while self.children() or self._cleanups:
+                if self.stopping == "cold":
+                    self._kill_all()
+                    break
+                self._retry_clean_ups()
+                if not self.children() and self._give_up():
+                    break
+                self._check_deadlines()
+                self._check_revoked()
+                for key, _ in self._selector.select(self._timeout()):
+                    if key.data is None:
+                        self._handlers[key.fd]()
+                    else:
+                        self._child_exited(key.data)
+        except BaseException:
+            self._kill_all()  # whatever went wrong here, no child outlives the loop
+            raise
+        finally:
+            self._selector.close()
 
     def _timeout(self) -> float:
         now = time.monotonic()
         deadlines = [d for d in (child.deadline for child in self.children()) if d]
+        if self._cleanups:
+            deadlines.append(self._retry_at)
         if not deadlines:
             return CHECK_EVERY
         return max(0.0, min(CHECK_EVERY, min(deadlines) - now))
@@ -412,7 +300,12 @@ class Supervisor:
                    if (view := child.read()).running and view.task_id}
         if not running:
             return
-        for revocation in self.app.broker.revoked(list(running)):
+        try:
+            revoked = self.app.broker.revoked(list(running))
+        except OperationalError as exc:  # the store is unavailable: look again later
+            logger.debug("cannot read revocations: %s", exc)
+            return
+        for revocation in revoked:
             child = running[revocation.task_id]
             if not revocation.terminate or child.killed_for is not None:
                 continue
@@ -427,18 +320,8 @@ class Supervisor:
         self._selector.unregister(child.process.sentinel)
         self._children[child.index] = None
         error = self._startup_error(child)
-        view = child.read()
-        leases = view.leases
-        if child.killed_for == "time limit" and view.running and leases:
-            self._time_limit_failure(LeaseRef(*leases[-1]), view)
-            leases = leases[:-1]
-        elif child.killed_for == "revoked" and view.running and leases:
-            self._terminated(LeaseRef(*leases[-1]), view)
-            leases = leases[:-1]
-        elif leases and child.process.exitcode != 0:
-            logger.error("worker process %d %s while running %s", child.process.pid,
-                         _exit_reason(child.process.exitcode), view.current)
-        self._lose(child, leases)
+        self._cleanups[child.index] = _CleanUp(child, child.read())
+        self._clean_up(child.index)
         child.control.close()
         child.report.close()
         if error is not None or (not child.slot.ready and child.process.exitcode != 0):
@@ -449,8 +332,54 @@ class Supervisor:
                 raise PoolStartError(f"worker processes cannot start: {reason}")
         else:
             self._failed_starts = 0
-        if self.stopping is None:
+        if self.stopping is None and child.index not in self._cleanups:
             self._spawn(child.index)
+
+    def _clean_up(self, index: int) -> None:
+        """Write what an exited child leaves (its lost, killed and unstarted tasks);
+        when the store refuses, keep it and retry with backoff (``_retry_clean_ups``)."""
+        cleanup = self._cleanups[index]
+        now = time.monotonic()
+        try:
+            cleanup.run(self)
+        except OperationalError as exc:
+            if self._failing_since is None:
+                self._failing_since = now
+                logger.error("the store refused a write: %s; the clean-up after process %d "
+                             "is kept and retried (it is started again after)", exc,
+                             cleanup.child.process.pid)
+            self._retry_at = now + self._retry_delay * (0.5 + random.random())
+            self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
+            return
+        del self._cleanups[index]
+        if self._failing_since is not None and not self._cleanups:
+            logger.warning("the store takes writes again (after %.1fs): clean-up done",
+                           now - self._failing_since)
+            self._failing_since, self._retry_delay = None, RETRY_FIRST
+
+    def _retry_clean_ups(self) -> None:
+        if not self._cleanups or time.monotonic() < self._retry_at:
+            return
+        for index in list(self._cleanups):
+            self._clean_up(index)
+            if index in self._cleanups:
+                return  # still refused: wait for the next retry
+            if self.stopping is None:
+                self._spawn(index)
+
+    def _give_up(self) -> bool:
+        """Stopping with clean-ups the store refused for too long: stop anyway (the
+        leases expire and follow the lease rules)."""
+        if not self._cleanups:
+            return False
+        if self._failing_since is None or \
+                time.monotonic() - self._failing_since < STOP_SETTLE_TIMEOUT:
+            return False
+        logger.error("stopping without the clean-up of %d process(es): the store refused "
+                     "writes; their tasks follow the lease rules when the lease expires",
+                     len(self._cleanups))
+        self._cleanups.clear()
+        return True
 
     def _startup_error(self, child: _Child) -> str | None:
         with contextlib.suppress(EOFError, OSError):
@@ -491,6 +420,17 @@ class Supervisor:
             _kill(child.process)
         for child in self.children():
             self._child_exited(child)
+        while self._cleanups and not self._give_up():  # bounded by STOP_SETTLE_TIMEOUT
+            time.sleep(max(0.0, self._retry_at - time.monotonic()))
+            self._retry_clean_ups()
+
+    def kill_leftovers(self) -> None:
+        """Kill children still running (after an error in the main process): they
+        ignore SIGTERM, so nothing else would stop them."""
+        for child in self.children():
+            _kill(child.process)
+            with contextlib.suppress(Exception):
+                child.process.join(STOP_GRACE)
 
     # -- reporting -------------------------------------------------------------------
 

@@ -208,3 +208,33 @@ def test_network_filesystem_is_refused(project: Project) -> None:
     finally:
         del os.environ["LITEQ_MOUNTINFO"]
     assert not project.db.exists()
+
+
+@pytest.mark.sqlite_only("SQLite's WAL on network filesystems")
+@pytest.mark.parametrize("link", ["file", "directory"])
+def test_network_filesystem_behind_a_symlink_is_refused(project: Project, link: str) -> None:
+    import os
+
+    share = project.root / "share"
+    share.mkdir()
+    local = project.root / "local"
+    local.mkdir()
+    mountinfo = project.root / "mountinfo"
+    mountinfo.write_text(
+        "22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
+        f"40 22 0:35 / {share} rw,relatime shared:9 - nfs4 server:/export rw\n"
+    )
+    if link == "file":  # local/q.db -> share/q.db (dangling until SQLite creates it)
+        path = local / "q.db"
+        path.symlink_to(share / "q.db")
+    else:  # local/data -> share; local/data/q.db
+        (local / "data").symlink_to(share, target_is_directory=True)
+        path = local / "data" / "q.db"
+    app = liteq.LiteQ("x", broker=str(path))
+    os.environ["LITEQ_MOUNTINFO"] = str(mountinfo)
+    try:
+        with pytest.raises(liteq.NetworkFilesystemError, match="nfs4"):
+            app.broker.open()
+    finally:
+        del os.environ["LITEQ_MOUNTINFO"]
+    assert not (share / "q.db").exists()

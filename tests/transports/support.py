@@ -14,8 +14,11 @@ from liteq.messages import Envelope, Message
 from liteq.transports.base import Transport
 from liteq.transports.redis import RedisTransport
 from liteq.transports.sqlite import SQLiteTransport
+from tests.redis_fixtures import fresh_prefix, fresh_sentinel_database
 
-KINDS = ["sqlite", pytest.param("redis", marks=pytest.mark.redis)]
+KINDS = ["sqlite", pytest.param("redis", marks=pytest.mark.redis),
+         pytest.param("redis-sentinel", marks=pytest.mark.redis),
+         pytest.param("redis-cluster", marks=pytest.mark.redis)]
 
 
 def make_transport(kind: str, request: pytest.FixtureRequest, tmp_path: Any,
@@ -23,6 +26,14 @@ def make_transport(kind: str, request: pytest.FixtureRequest, tmp_path: Any,
     if kind == "sqlite":
         transport: Transport = SQLiteTransport(str(tmp_path / "t.db"),
                                                {"busy_timeout": 2, **options})
+    elif kind == "redis-sentinel":
+        servers = request.getfixturevalue("sentinel_set")
+        transport = RedisTransport(fresh_sentinel_database(servers),
+                                   {**servers.options(), **options})
+    elif kind == "redis-cluster":
+        cluster = request.getfixturevalue("cluster_set")
+        transport = RedisTransport(cluster.url(), {"global_keyprefix": fresh_prefix(),
+                                                   **options})
     else:
         transport = RedisTransport(request.getfixturevalue("redis_url"), options)
     transport.open()

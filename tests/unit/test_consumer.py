@@ -244,3 +244,33 @@ def test_max_tasks_stops_the_consumer_warm_after_that_many(app: LiteQ) -> None:
     consumer.return_prefetched()  # ... and goes back at shutdown, its delivery uncounted
     assert app.broker.depth([QUEUE])[QUEUE].ready == 1
     consumer.close()
+
+
+def test_a_store_that_refuses_writes_keeps_outcomes_and_resumes(tmp_path: Path) -> None:
+    import sqlite3
+
+    app = LiteQ("unit", broker=f"sqlite:///{tmp_path / 'queue.db'}", set_as_current=False,
+                sqlite_busy_timeout=0.2)
+    ids = _send(app, 3)
+    pool = ScriptedPool(app, concurrency=2)
+    consumer = _consumer(app, pool)
+    consumer.step(0.0, wait=False)
+    holder = sqlite3.connect(str(tmp_path / "queue.db"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+    pool.finish(2)
+    consumer.step(1.0, wait=False)  # the settle is refused: no exception, kept
+    assert len(consumer.unsettled) == 2
+    assert consumer.timeout(1.0) > 0.0  # waits to retry, no busy loop
+    consumer.step(1.01, wait=False)  # before the retry is due: nothing is attempted
+    holder.execute("ROLLBACK")
+    holder.close()
+    consumer.step(20.0, wait=False)
+    assert consumer.unsettled == []
+    assert [_state(app, task_id) for task_id in ids[:2]] == [SUCCESS, SUCCESS]
+    assert consumer.processed == 2  # counted once, however often the write was tried
+    pool.finish(1)
+    consumer.step(21.0, wait=False)
+    consumer.step(22.0, wait=False)
+    assert _state(app, ids[2]) == SUCCESS
+    consumer.close()
+    app.close()

@@ -32,7 +32,10 @@ SQLite transport's semantics with Redis primitives:
 Every change is one Lua script (``scripts.py``); key names live in ``keys.py`` under a
 prefix (``"liteq:"``; ``broker_transport_options={"global_keyprefix": "app1:"}`` lets
 apps share one Redis); connecting, retrying and forking are ``connection.py``'s. Redis
-6.2 or newer; Redis Cluster is not supported (scripts touch keys of many slots).
+6.2 or newer. ``sentinel://`` URLs follow a Sentinel-managed master through failovers
+(each script's writes wait for a replica, ``wait_for_replicas``, so none that returned
+is lost: ``connection.ReplicaWait``), and ``redis+cluster://`` URLs put every key of
+an app in one Cluster slot (``topology.py``).
 Durability is Redis's: run it with ``appendonly yes`` (liteq warns when it is off).
 """
 
@@ -65,9 +68,9 @@ from liteq.transports.base import (
     Waiter,
     WorkerInfo,
 )
-from liteq.transports.redis.connection import Connection, redacted
+from liteq.transports.redis.connection import Connection, ReplicaWait, redacted
 from liteq.transports.redis.health import redis_health
-from liteq.transports.redis.keys import DEFAULT_PREFIX, Keys
+from liteq.transports.redis.keys import DEFAULT_PREFIX, Keys, hash_tagged
 from liteq.transports.redis.monitor import MonitorRole
 from liteq.transports.redis.scripts import Scripts, read_result, read_revocation
 from liteq.transports.redis.wakeup import ResultWaiter, WakeListener
@@ -113,7 +116,7 @@ class RedisTransport(MonitorRole, Transport):
         {}
     """
 
-    schemes = ("redis", "rediss", "unix")
+    schemes = ("redis", "rediss", "unix", "sentinel", "redis+cluster", "rediss+cluster")
     supports_app_transactions = False
 
     def __init__(self, url: str, options: dict[str, Any]) -> None:
@@ -121,13 +124,33 @@ class RedisTransport(MonitorRole, Transport):
         prefix = options.get("global_keyprefix", DEFAULT_PREFIX)
         if not isinstance(prefix, str):
             raise ImproperlyConfigured(f"global_keyprefix must be a string, not {prefix!r}")
-        self.keys = Keys(prefix)
         self._conn = Connection(url, options)
-        self._scripts = Scripts(self.keys)
+        self.keys = Keys(hash_tagged(prefix) if self._conn.cluster else prefix)
+        self._scripts = Scripts(self.keys, cluster=self._conn.cluster,
+                                wait=self._replica_wait(options), command=self._conn.command)
         # Publish ids and settled tokens outlive every retry of their call.
         self._marker_ms = int((self._conn.timeout + 10.0) * 1000)
         self._opened = False
         self._open_lock = threading.Lock()
+
+    def _replica_wait(self, options: dict[str, Any]) -> ReplicaWait | None:
+        sentinel = self._conn.servers.kind == "sentinel"
+        replicas = options.get("wait_for_replicas", 1 if sentinel else 0)
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise ImproperlyConfigured(
+                f"wait_for_replicas must be a number of replicas (0, 1, ...), not {replicas!r}")
+        timeout = options.get("wait_for_replicas_timeout", 0.5)
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ImproperlyConfigured(
+                f"wait_for_replicas_timeout must be a number of seconds, not {timeout!r}")
+        if not replicas:
+            return None
+        servers = self._conn.servers
+        replica_kwargs = {"password": servers.password, "username": servers.username,
+                          "socket_timeout": float(timeout),
+                          "socket_connect_timeout": float(timeout)}
+        return ReplicaWait(replicas, float(timeout), sentinel, redacted(self.url),
+                           replica_kwargs)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -170,7 +193,9 @@ class RedisTransport(MonitorRole, Transport):
             )
 
     def health(self) -> dict[str, Any]:
-        return redis_health(self._conn, self.location)
+        wait = self._scripts.wait
+        return redis_health(self._conn, self.location, wait.replicas if wait else 0,
+                            self.keys.seq)
 
     def _ensure_open(self) -> None:
         if not self._opened:

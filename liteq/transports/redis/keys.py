@@ -63,6 +63,9 @@ The data model (``P`` is the prefix)::
     P done:<task id>    a result for the task (or a reply to control ticket) was stored
     P wake-control      a control command was added to ``P control``
 
+On a Redis Cluster the prefix carries a hash tag (:func:`hash_tagged`: ``"{liteq}:"``),
+so every key of one app hashes to one slot, and a script may touch any of them.
+
 Example:
     >>> keys = Keys("myapp:")
     >>> keys.ready("celery"), keys.result("abc")
@@ -72,6 +75,23 @@ Example:
 from __future__ import annotations
 
 DEFAULT_PREFIX = "liteq:"
+
+
+def hash_tagged(prefix: str) -> str:
+    """``prefix`` with a Redis Cluster hash tag, unless it has one already.
+
+    Redis hashes only the part between the first ``{`` and the next ``}`` of a key, so
+    every key under ``"{liteq}:"`` lives in the same slot.
+
+    Example:
+        >>> hash_tagged("liteq:"), hash_tagged("app1:"), hash_tagged("{shop}:tasks:")
+        ('{liteq}:', '{app1}:', '{shop}:tasks:')
+    """
+    start = prefix.find("{")
+    if start >= 0 and prefix.find("}", start + 2) > start:
+        return prefix
+    name = prefix.rstrip(":") or "liteq"
+    return f"{{{name}}}:"
 
 
 class Keys:
@@ -165,4 +185,4 @@ class Keys:
         return f"{escaped}*"
 
 
-__all__ = ["DEFAULT_PREFIX", "Keys"]
+__all__ = ["DEFAULT_PREFIX", "Keys", "hash_tagged"]

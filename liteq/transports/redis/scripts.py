@@ -8,7 +8,8 @@ helpers and the calling convention) is put in front of each when they are loaded
 Key names come from :class:`~.keys.Keys`: each script starts with a prelude that
 defines them as Lua constants (so no script spells a name, and a call sends only its
 own arguments, which halves the bytes of a ``delay()``). Scripts therefore declare no
-KEYS, one reason Redis Cluster is not supported.
+KEYS, except on a Redis Cluster, where each call names one key of the app (all of them
+share one hash tag, so one slot) so that the client sends it to the shard holding them.
 
 What each script does, in one line:
 
@@ -41,7 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
@@ -62,6 +63,7 @@ from liteq.transports.base import (
     TaskCount,
     runtime_bucket,
 )
+from liteq.transports.redis.connection import ReplicaWait
 from liteq.transports.redis.keys import Keys
 
 NAMES = (
@@ -298,16 +300,51 @@ class Scripts:
     """liteq's Lua scripts bound to one key layout; each method takes the client to
     run on (the transport's, which retries a lost connection around the call)."""
 
-    def __init__(self, keys: Keys) -> None:
+    def __init__(self, keys: Keys, cluster: bool = False,
+                 wait: ReplicaWait | None = None,
+                 command: Callable[..., Any] | None = None) -> None:
         self._scripts = load_scripts(keys)
+        #: how a call is sent: ``command(client, *args)`` (Connection.command), or the
+        #: client's own way
+        self._command = command or (lambda client, *args: client.execute_command(*args))
+        #: the KEYS of every call: none, or on a cluster one key in the app's slot
+        self._keys: tuple[Any, ...] = (1, keys.seq) if cluster else (0,)
+        #: whether writes wait for replicas (wait_for_replicas)
+        self.wait = wait
 
     def _run(self, client: Any, name: str, args: Sequence[Any]) -> Any:
+        if self.wait is not None and self.wait.active:
+            return self._run_replicated(client, name, args, self.wait)
         script = self._scripts[name]
         try:
-            return client.evalsha(script.sha, 0, *args)
+            return self._command(client, "EVALSHA", script.sha, *self._keys, *args)
         except NoScriptError:  # a restarted (or another) server: load it, once
-            client.script_load(script.text)
-            return client.evalsha(script.sha, 0, *args)
+            client.script_load(script.text)  # (a cluster client loads it on every shard)
+            return self._command(client, "EVALSHA", script.sha, *self._keys, *args)
+
+    def _run_replicated(self, client: Any, name: str, args: Sequence[Any],
+                        wait: ReplicaWait) -> Any:
+        """The script, then ``WAIT`` for replicas, in one round trip.
+
+        Raises:
+            ReplicasBehind: too few replicas confirmed, and this server may no longer
+                be the master (the caller retries: every script is idempotent for it).
+        """
+        script = self._scripts[name]
+        for attempt in range(2):
+            pipe = client.pipeline(transaction=False)
+            pipe.evalsha(script.sha, *self._keys, *args)
+            pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms)
+            try:
+                reply, confirmed = pipe.execute()
+            except NoScriptError:
+                if attempt:
+                    raise
+                client.script_load(script.text)
+                continue
+            wait.confirmed(client, int(confirmed))
+            return reply
+        raise AssertionError("unreachable")
 
     # -- messages --------------------------------------------------------------------
 

@@ -113,17 +113,40 @@ def mount_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None
     return best_type
 
 
+def filesystem_of(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The filesystem the database at ``path`` really lives on: a network one if any
+    of its directory, its resolved directory or the resolved file (a symlink may point
+    elsewhere) is on one, else the type of the file's resolved directory.
+
+    Example:
+        >>> filesystem_of("/tmp/x.db", "/nonexistent") is None
+        True
+    """
+    absolute = os.path.abspath(path)
+    places = [os.path.dirname(absolute) or ".", os.path.realpath(absolute)]
+    places.append(os.path.dirname(places[-1]) or ".")
+    kinds = [mount_type(place, mountinfo) for place in places]
+    for kind in kinds:
+        if kind is not None and kind in NETWORK_FILESYSTEMS:
+            return kind
+    return kinds[-1]
+
+
 def check_local_filesystem(path: str) -> None:
     """Refuse a database on a network filesystem, where WAL mode corrupts data.
 
+    Symlinks are followed: the file and its directory are checked where they resolve.
+
     Raises:
-        NetworkFilesystemError: the file's directory is on nfs, cifs, sshfs, 9p, ...
+        NetworkFilesystemError: the file or its directory is on nfs, cifs, sshfs, 9p, ...
     """
     mountinfo = os.environ.get("LITEQ_MOUNTINFO", "/proc/self/mountinfo")
-    kind = mount_type(os.path.dirname(os.path.abspath(path)) or ".", mountinfo)
+    kind = filesystem_of(path, mountinfo)
     if kind is not None and kind in NETWORK_FILESYSTEMS:
+        resolved = os.path.realpath(path)
+        where = path if resolved == os.path.abspath(path) else f"{path} (-> {resolved})"
         raise NetworkFilesystemError(
-            f"{path} is on a network filesystem ({kind}); SQLite's WAL mode needs a local "
+            f"{where} is on a network filesystem ({kind}); SQLite's WAL mode needs a local "
             "filesystem on one host. Put the database on a local disk (a volume shared by "
             "containers on one host is fine), or use broker='redis://...' across hosts."
         )
@@ -368,6 +391,7 @@ __all__ = [
     "busy_retries",
     "check_local_filesystem",
     "create_private_file",
+    "filesystem_of",
     "mount_type",
     "open_read_only",
 ]

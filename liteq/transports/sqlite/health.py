@@ -8,7 +8,7 @@ from typing import Any
 
 from liteq.transports.sqlite.connection import (
     NETWORK_FILESYSTEMS,
-    mount_type,
+    filesystem_of,
     open_read_only,
 )
 from liteq.transports.sqlite.schema import MAGIC, SCHEMA_VERSION
@@ -27,7 +27,7 @@ def sqlite_health(path: str, synchronous: str) -> dict[str, Any]:
     so it is the configured one, not read from the file).
     """
     mountinfo = os.environ.get("LITEQ_MOUNTINFO", "/proc/self/mountinfo")
-    filesystem = mount_type(os.path.dirname(path) or ".", mountinfo)
+    filesystem = filesystem_of(path, mountinfo)
     facts: dict[str, Any] = {
         "kind": "sqlite", "path": path, "filesystem": filesystem,
         "network_filesystem": filesystem in NETWORK_FILESYSTEMS if filesystem else None,
