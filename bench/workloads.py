@@ -1,4 +1,4 @@
-"""The workloads W1-W7: what is timed, and how, for every system alike.
+"""The workloads W1-W7 and WL: what is timed, and how, for every system alike.
 
 Each function runs one trial of one system and returns a :class:`Measurement`. The
 task is always ``add(i, i + 1)``; W1, W5 and W6 read every result back through the
@@ -66,7 +66,8 @@ def drain(trial: Trial, concurrency: int = 2, processes: int = 1, deep: int = 0,
     """W1 / W5 / W7: enqueue to frozen warm workers (plus ``deep`` behind), thaw, time.
 
     W8-W11 are this drain with a ``shape`` (``mode`` and its options for the driver's
-    ``send``), of ``tasks // per_task`` tasks.
+    ``send``), of ``tasks // per_task`` tasks; WL sends a task with
+    ``concurrency_limit=1`` per key over 100 keys (``mode="limited"``).
     """
     n = max(1, trial.sizes.tasks // per_task)
     shape = shape or {"mode": "single"}
@@ -75,7 +76,9 @@ def drain(trial: Trial, concurrency: int = 2, processes: int = 1, deep: int = 0,
     startup = trial.warm_up(workers) if not queues else _warm_queues(trial, workers)
     workers.freeze()
     try:
-        trial.request("send", wait=timeout_for(n), n=n, batch="drain", **shape)
+        sent = trial.request("send", wait=timeout_for(n), n=n, batch="drain", **shape)
+        if sent.get("unsupported"):
+            raise NotImplementedError("no concurrency limits")
         extra: dict[str, Any] = {"startup": startup}
         if deep:
             filler = trial.request("filler", wait=timeout_for(deep, 200), n=deep)
@@ -223,6 +226,9 @@ MAIN = (
     Workload("W5", "W5 deep drain", "tasks/s", "higher", _deep),
     Workload("W6", "W6 mixed", "tasks/s", "higher", mixed),
     Workload("W6p", "W6p 4 producers", "tasks/s", "higher", mixed_producers),
+    # WL: flow control (issue 13), beside W1
+    Workload("WL", "WL limited drain", "tasks/s", "higher", drain,
+             (("shape", {"mode": "limited"}),)),
 )
 
 #: Payloads and shapes users have (W8-W11): drains of ``tasks // per_task`` tasks,
@@ -278,7 +284,7 @@ def expand(names: list[str]) -> list[str]:
         elif name in known:
             found = [name]
         else:
-            raise ValueError(f"unknown workload {name!r}: choose from W1-W7 "
+            raise ValueError(f"unknown workload {name!r}: choose from W1-W7, WL "
                              f"({', '.join(known)})")
         keys.extend(k for k in found if k not in keys)
     return keys

@@ -64,6 +64,13 @@ class Driver:
             start = time.monotonic()
             ids = self.adapter.send_bulk(pairs)
             seconds = time.monotonic() - start
+        elif mode == "limited":  # WL: a task with concurrency_limit=1 per key, 100 keys
+            send = getattr(self.adapter, "send_limited", None)
+            if send is None:
+                return {"unsupported": True}
+            start = time.monotonic()
+            ids = [send(x, y) for x, y in pairs]
+            seconds = time.monotonic() - start
         else:
             send = self.adapter.send
             start = time.monotonic()

@@ -28,6 +28,13 @@ def add(x, y):
 @app.task(name="benchtasks.blob")
 def blob(x, y, data, size):
     return x + y if not size else str(x + y) + "r" * size
+
+
+# WL: at most one running at once per key, over 100 keys (flow control in the claim)
+@app.task(name="benchtasks.add_limited", concurrency_limit=1,
+          concurrency_key=lambda x, y: x % 100)
+def add_limited(x, y):
+    return x + y
 '''
 
 

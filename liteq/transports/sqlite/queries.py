@@ -9,7 +9,12 @@ from __future__ import annotations
 from functools import lru_cache
 
 from liteq.states import READY_STATES
-from liteq.transports.sqlite.rows import CLAIMED_COLUMNS, MESSAGE_COLUMNS, RESULT_COLUMNS
+from liteq.transports.sqlite.rows import (
+    CLAIMED_COLUMNS,
+    MESSAGE_COLUMNS,
+    MESSAGE_COLUMNS_FLOW,
+    RESULT_COLUMNS,
+)
 from liteq.transports.sqlite.schema import LEASED, READY, SCHEDULED
 
 _MESSAGE_COLUMNS = MESSAGE_COLUMNS
@@ -152,7 +157,7 @@ EXTEND_LEASES = (
 
 #: A lease, if it is still held: what reaping needs to know.
 LEASE_INFO = (
-    "SELECT id, task_id, task_name, acks_late, deliveries FROM liteq_messages "
+    "SELECT id, task_id, task_name, acks_late, deliveries, flow FROM liteq_messages "
     f"WHERE id = ? AND token = ? AND state = {LEASED}"
 )
 
@@ -174,7 +179,7 @@ DUE_EXISTS = (
 
 #: Messages whose holder's lease ran out.
 EXPIRED = (
-    "SELECT m.id, m.task_id, m.task_name, m.acks_late, m.deliveries "
+    "SELECT m.id, m.task_id, m.task_name, m.acks_late, m.deliveries, m.flow "
     "FROM liteq_leases AS l CROSS JOIN liteq_messages AS m "  # CROSS: leases outer
     f"ON m.state = {LEASED} AND m.worker_id = l.holder "
     "WHERE l.lease_until < :now"
@@ -187,7 +192,7 @@ EXPIRED_HOLDERS = "SELECT holder FROM liteq_leases WHERE lease_until < :now"
 #: holds its lease in the same transaction); this is the safety net, and it reads only
 #: the leased rows (the in-flight set), never the queue.
 ORPHANED = (
-    "SELECT id, task_id, task_name, acks_late, deliveries FROM liteq_messages "
+    "SELECT id, task_id, task_name, acks_late, deliveries, flow FROM liteq_messages "
     f"WHERE state = {LEASED} AND worker_id NOT IN (SELECT holder FROM liteq_leases)"
 )
 
@@ -199,6 +204,9 @@ DROP = "DELETE FROM liteq_messages WHERE id = ?"
 
 #: Every lease, when the machine has rebooted since they were taken.
 EXPIRE_ALL_LEASES = "UPDATE liteq_leases SET lease_until = 0"
+
+#: When the next flow key (a rate token, a blocked eta) is due (flow.py; partial index).
+FLOW_DUE = "SELECT min(due) FROM liteq_flow WHERE due IS NOT NULL"
 
 #: When the next scheduled message of a queue is due.
 NEXT_ETA = f"SELECT min(run_at) FROM liteq_messages WHERE state = {SCHEDULED} AND queue = ?"
@@ -354,6 +362,7 @@ __all__ = [
     "EXPIRE_REVOKED",
     "EXTEND_LEASES",
     "FIND_RESULTS",
+    "FLOW_DUE",
     "FOLD_COUNTS",
     "FORGET_GROUP",
     "GET_GROUP",
@@ -363,6 +372,7 @@ __all__ = [
     "IS_LEASED",
     "LEASE_HELD",
     "LEASE_INFO",
+    "MESSAGE_COLUMNS_FLOW",
     "NEXT_ETA",
     "ORPHANED",
     "PROMOTE",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from liteq import _clock
-from liteq.messages import Envelope
+from liteq.messages import Envelope, Flow
 from liteq.transports.base import Delivery, ResultRecord, StoredMessage
 from liteq.transports.sqlite.schema import READY, SCHEDULED, STATE_NAMES
 
@@ -48,6 +48,7 @@ class ClaimedRow(NamedTuple):
     content_type: str
     header: bytes
     body: bytes
+    flow: str | None  #: flow control json (messages.Flow), NULL for most messages
 
 
 class ResultRow(NamedTuple):
@@ -89,6 +90,8 @@ class StoredRow(NamedTuple):
 
 
 MESSAGE_COLUMNS = ", ".join(MessageRow._fields)
+#: A message with flow control: its flow json and the key it waits on, if blocked.
+MESSAGE_COLUMNS_FLOW = f"{MESSAGE_COLUMNS}, flow, gate"
 STORED_COLUMNS = ", ".join(StoredRow._fields)
 CLAIMED_COLUMNS = ", ".join(ClaimedRow._fields)
 RESULT_COLUMNS = ", ".join(ResultRow._fields)
@@ -106,6 +109,7 @@ def delivery(row: ClaimedRow, revoked: bool = False, claimed_at: float | None = 
             priority=row.priority, eta=row.run_at, expires=row.expires,
             acks_late=bool(row.acks_late), content_type=row.content_type,
             header=row.header, body=row.body,
+            flow=None if row.flow is None else Flow.loads(row.flow),
         ),
         revoked=revoked,
         claimed_at=claimed_at,
@@ -185,6 +189,7 @@ def lease_group(worker_id: str, lease_seconds: float) -> dict[str, Any]:
 __all__ = [
     "CLAIMED_COLUMNS",
     "MESSAGE_COLUMNS",
+    "MESSAGE_COLUMNS_FLOW",
     "RESULT_COLUMNS",
     "STORED_COLUMNS",
     "ClaimedRow",
