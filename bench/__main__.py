@@ -36,7 +36,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         prog="python -m bench", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Workloads: W1 drain, W2 delay() and bulk (W2b), W3 round trip, W4 idle CPU, "
-               "W5 deep-queue drain, W6 mixed, W7 scaling (W7c1, W7c2, W7c4, W7x2).",
+               "W5 deep-queue drain, W6 mixed, W7 scaling (W7c1, W7c2, W7c4, W7x2), "
+               "WL limited drain (concurrency_limit=1 per key over 100 keys).",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--all", action="store_true",

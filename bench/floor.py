@@ -75,16 +75,25 @@ def add(x: int, y: int) -> int:
     return x + y
 
 
+def blob(x: int, y: int, data: str, size: int) -> int | str:
+    """The payload task (W8, W9): ``data`` is the argument's bytes; ``size`` bytes of
+    result (0: the sum, as ``add``)."""
+    return x + y if not size else str(x + y) + "r" * size
+
+
+def run(payload: str) -> str:
+    """One job: ``[x, y]`` runs ``add``, ``[x, y, data, size]`` runs ``blob``."""
+    call = json.loads(payload)
+    return json.dumps(add(*call) if len(call) == 2 else blob(*call))
+
+
 def work_once(conn: sqlite3.Connection, batch: int) -> int:
     """Claim, run and finish up to ``batch`` jobs in one transaction; returns how many."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         rows = conn.execute(CLAIM, (batch,)).fetchall()
         if rows:
-            results = []
-            for _key, task_id, payload in rows:
-                x, y = json.loads(payload)
-                results.append((task_id, json.dumps(add(x, y))))
+            results = [(task_id, run(payload)) for _key, task_id, payload in rows]
             conn.executemany(STORE, results)
             conn.executemany(FINISH, [(row[0],) for row in rows])
         conn.execute("COMMIT")
@@ -120,6 +129,12 @@ class Producer:
         """One job, one transaction (as ``delay()``)."""
         task_id = str(uuid.uuid4())
         self.conn.execute(PUBLISH, (task_id, json.dumps([x, y])))
+        return task_id
+
+    def send_payload(self, x: int, y: int, data: str, size: int) -> str:
+        """One ``blob`` job (W8, W9), one transaction."""
+        task_id = str(uuid.uuid4())
+        self.conn.execute(PUBLISH, (task_id, json.dumps([x, y, data, size])))
         return task_id
 
     def send_many(self, pairs: Iterable[tuple[int, int]]) -> list[str]:

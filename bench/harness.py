@@ -17,9 +17,11 @@ from typing import Any
 from bench import stats
 from bench.systems.base import Environment, System
 from bench.trial import Sizes, Trial
-from bench.workloads import Workload
+from bench.workloads import SHAPES, Workload
 
 logger = logging.getLogger(__name__)
+
+SHAPE_KEYS = frozenset(w.key for w in SHAPES)
 
 #: A cell that failed this many times is not tried again in later rounds.
 MAX_ERRORS = 2
@@ -92,6 +94,8 @@ def _plan(systems: Sequence[System], workloads: Sequence[Workload]) -> dict[tupl
             if reason:
                 cell.skipped = reason
             elif scaling and not system.scalable:
+                cell.skipped = "n/a"
+            elif workload.key in SHAPE_KEYS and workload.key not in system.shapes:
                 cell.skipped = "n/a"
             elif workload.key == "W7c2" and "W1" in keys:
                 cell.same_as = "W1"  # W1 is -c 2 already

@@ -6,7 +6,7 @@ from typing import Any
 
 from bench.harness import Cell, Results
 from bench.stats import Summary, number
-from bench.workloads import MAIN, SCALING
+from bench.workloads import MAIN, SCALING, SHAPES
 
 #: The ratio base: the floor with one job per transaction.
 BASE = "floor-1"
@@ -132,6 +132,44 @@ def scaling_table(results: Results) -> list[str]:
     return lines
 
 
+def shapes_table(results: Results) -> list[str]:
+    """W8-W11: payloads against the floor's same payload; queues and priorities against
+    the system's own W1 (the floor has neither)."""
+    keys = {w.key for w in results.workloads}
+    columns = [w for w in SHAPES if w.key in keys]
+    systems = [s for s in results.systems if s.shapes and not s.unavailable()]
+    if not columns or not systems:
+        return []
+    sizes = results.sizes
+    lines = [
+        "### W8-W11: payloads and shapes (drains, tasks/s)",
+        "",
+        f"W8: {max(1, sizes.tasks // 10):,} tasks with 100 KB of arguments; W9: "
+        f"{max(1, sizes.tasks // 50):,} tasks with a 1 MB result; W10: {sizes.tasks:,} "
+        "tasks spread over 200 queues, one worker consuming all; W11: over 5 priorities. "
+        "×: W8 and W9 to floor-1 on the same payload (its cost scaled by bytes), W10 and "
+        "W11 to the system's own W1.",
+        "",
+        "| system | " + " | ".join(w.title for w in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for system in systems:
+        row = []
+        for workload in columns:
+            cell = results.resolved(system.name, workload.key)
+            if workload.key in ("W8", "W9"):
+                base = _base(results, workload.key)
+            else:
+                base = _median(results, system.name, "W1")
+            text = cell_text(cell, base, results.runs)
+            rate = cell.extra_median("mb_per_s") if cell else None
+            if rate is not None:
+                text += f" ({number(rate)} MB/s)"
+            row.append(text)
+        lines.append(f"| {system.name} | " + " | ".join(row) + " |")
+    return lines
+
+
 def _available(results: Results) -> list[str]:
     return [s.name for s in results.systems if not s.unavailable()]
 
@@ -199,12 +237,26 @@ def _drain_cpu(results: Results, names: list[str]) -> list[str]:
     return [*lines, ""] if len(lines) > 4 else []
 
 
+def _mixed_cpu(results: Results, names: list[str]) -> list[str]:
+    lines = ["### W6 CPU per task (µs, medians): the workers' process tree, the producer",
+             "", "| system | workers | producer |", "|---|---:|---:|"]
+    for name in names:
+        cell = results.resolved(name, "W6")
+        workers = cell.extra_median("cpu_us_per_task") if cell else None
+        producer = cell.extra_median("producer_cpu_us_per_task") if cell else None
+        if workers is not None and producer is not None:
+            lines.append(f"| {name} | {number(workers)} | {number(producer)} |")
+    return [*lines, ""] if len(lines) > 4 else []
+
+
 def details(results: Results) -> list[str]:
     keys = {w.key for w in results.workloads}
     names = _available(results)
     lines: list[str] = []
     if "W1" in keys:
         lines += _drain_cpu(results, names)
+    if "W6" in keys:
+        lines += _mixed_cpu(results, names)
     if "W3" in keys:
         lines += _latency(results, names)
     if "W5" in keys and "W1" in keys:
@@ -265,6 +317,7 @@ def _goal_rows(results: Results, name: str) -> list[tuple[str, str, str, bool]]:
     w5 = _median(results, name, "W5")
     if w5 is not None and w1:
         add("W5 deep / W1", "≥ 95 %", 100 * w5 / w1, w5 >= 0.95 * w1, " %")
+    rows += _issue16_rows(results, name, w1)
     c1, c2 = _median(results, name, "W7c1"), _median(results, name, "W7c2")
     x2 = _median(results, name, "W7x2")
     if c1 and c2:
@@ -273,6 +326,39 @@ def _goal_rows(results: Results, name: str) -> list[tuple[str, str, str, bool]]:
     if c2 and x2:
         add("W7 2 × -c 1 / -c 2 (no collapse on one file)", "≥ 80 %", 100 * x2 / c2,
             x2 >= 0.8 * c2, " %")
+    return rows
+
+
+def _issue16_rows(results: Results, name: str,
+                  w1: float | None) -> list[tuple[str, str, str, bool]]:
+    """Issue 16's goals: ratios to floor-1 of the same run; W8-W11 without a cliff."""
+    rows = []
+
+    def add(goal: str, target: str, value: float | None, met: bool, unit: str = "") -> None:
+        if value is not None:
+            rows.append((goal, target, f"{number(value)}{unit}", met))
+
+    # Issue 16: ratios to floor-1 of the same run (W2b: to its executemany).
+    for key, title, target in (("W1", "W1 drain / floor-1", 2.5),
+                               ("W2", "W2 delay() / floor-1", 0.8),
+                               ("W2b", "W2 bulk / floor-1 executemany", 0.5),
+                               ("W6", "W6 mixed / floor-1", 1.2),
+                               ("W6p", "W6p 4 producers / floor-1 (same shape)", 1.0)):
+        value, base = _median(results, name, key), _base(results, key)
+        if value is not None and base:
+            add(title, f"≥ ×{target:g}", value / base, value / base >= target, "×")
+    # W8-W11: no cliff (within 3× of the no-op case, scaled by bytes for payloads).
+    floor_w1 = _base(results, "W1")
+    for key in ("W8", "W9"):
+        value, base = _median(results, name, key), _base(results, key)
+        if value is not None and base and w1 and floor_w1:
+            relative = (value / base) / (w1 / floor_w1)
+            add(f"{key} (× floor on the payload) / (W1 × floor)", "≥ 33 %", 100 * relative,
+                relative >= 1 / 3, " %")
+    for key in ("W10", "W11"):
+        value = _median(results, name, key)
+        if value is not None and w1:
+            add(f"{key} / W1", "≥ 33 %", 100 * value / w1, value >= w1 / 3, " %")
     return rows
 
 
@@ -320,6 +406,7 @@ def render(results: Results, meta: dict[str, Any], duration: float | None = None
         *header(results, meta, duration), "",
         *main_table(results), "",
         *scaling_table(results), "",
+        *shapes_table(results), "",
         *details(results),
         *goals(results),
         *errors(results),

@@ -11,6 +11,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,9 @@ class Trial:
         self.root = root
         self.workdir = Path()
         self.driver: Driver | None = None
+        #: more producer processes (W6p), each with its own driver
+        self.extra_drivers: list[Driver] = []
+        self.options: dict[str, Any] = {}
         self.setup_info: dict[str, Any] = {}
         self.groups: list[procs.ProcessGroup] = []
 
@@ -71,9 +75,9 @@ class Trial:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"liteq-bench-{self.system.name}-",
                                              dir=self.root))
         try:
-            options = self.system.prepare(self.workdir, self.env)
+            self.options = self.system.prepare(self.workdir, self.env)
             self.driver = Driver(self.system.python(), self.system.adapter, self.workdir,
-                                 options).start()
+                                 self.options).start()
             self.setup_info = self.request("setup", wait=60.0)
         except BaseException:
             self.close(failed=True)
@@ -87,6 +91,9 @@ class Trial:
         for group in self.groups:
             group.stop()
         self.groups = []
+        for extra in self.extra_drivers:
+            extra.close(graceful=not failed)
+        self.extra_drivers = []
         if self.driver is not None:
             self.driver.close(graceful=not failed)
             self.driver = None
@@ -131,6 +138,16 @@ class Trial:
                 return f" ({exc})"
         return ""
 
+    def add_producers(self, count: int) -> list[Driver]:
+        """Start ``count`` more producer drivers on this run's store (W6p); returns them
+        (the trial's own driver not included), set up."""
+        for _ in range(count):
+            driver = Driver(self.system.python(), self.system.adapter, self.workdir,
+                            self.options).start()
+            self.extra_drivers.append(driver)
+            driver.request("setup", wait=60.0)
+        return list(self.extra_drivers)
+
     def driver_cpu(self) -> float:
         """CPU seconds the producer driver has used (its polling is harness overhead)."""
         assert self.driver is not None and self.driver.process is not None
@@ -141,8 +158,13 @@ class Trial:
 
     # -- workers ---------------------------------------------------------------------
 
-    def start_workers(self, concurrency: int = 2, processes: int = 1) -> procs.ProcessGroup:
-        commands = self.system.worker_commands(self.workdir, concurrency, processes)
+    def start_workers(self, concurrency: int = 2, processes: int = 1,
+                      queues: Sequence[str] = ()) -> procs.ProcessGroup:
+        if queues:
+            commands = self.system.worker_commands(self.workdir, concurrency, processes,
+                                                   queues=queues)
+        else:
+            commands = self.system.worker_commands(self.workdir, concurrency, processes)
         group = procs.ProcessGroup(commands, self.workdir).start()
         self.groups.append(group)
         return group

@@ -216,10 +216,15 @@ class group(Signature):
                 and "task_id" not in step["options"] for step in steps):
             # One task, one set of options: resolve them once, publish in one transaction.
             group_id = extra.pop("group_id", None) or new_id()
-            final = [step.clone(args, kwargs, **extra) for step in steps]
+            if args or kwargs:  # partial arguments given now: each member takes them
+                final = [step.clone(args, kwargs, **extra) for step in steps]
+                calls = [(step["args"], step["kwargs"]) for step in final]
+                step_options = final[0].options
+            else:  # as the clones would be, without copying every signature
+                calls = [(step["args"], step["kwargs"]) for step in steps]
+                step_options = {**first.options, **extra}
             ids, ignored = app.producer.publish_calls(
-                first.task, [(step["args"], step["kwargs"]) for step in final],
-                task=first.type, group_id=group_id, **final[0].options,
+                first.task, calls, task=first.type, group_id=group_id, **step_options,
             )
             return GroupResult(group_id, [AsyncResult(task_id, app, first.task, ignored=ignored)
                                           for task_id in ids], app=app)

@@ -54,6 +54,14 @@ _SECRET_NAME = re.compile(r"password|secret|token|key$|signature", re.IGNORECASE
 _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
 
 
+def _queue_name(queue: Any) -> str:
+    """A queue's name: a string, or a ``Queue`` object's ``name``."""
+    name = getattr(queue, "name", queue)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a queue name must be a non-empty string, not {queue!r}")
+    return name
+
+
 class Control:
     """``app.control``.
 
@@ -87,6 +95,32 @@ class Control:
     def purge(self, queues: Sequence[str] | None = None) -> int:
         """Delete every waiting message; returns how many."""
         return self.app.broker.purge(queues)
+
+    def pause_queue(self, queue: str) -> bool:
+        """Stop workers claiming from ``queue``; it keeps taking tasks.
+
+        Pausing is stored (not a command to the workers that run now), so it holds
+        across worker restarts until :meth:`resume_queue`. Tasks already claimed run on.
+        Returns False when the queue was paused already.
+
+        Example:
+            >>> app.control.pause_queue("videos")  # doctest: +SKIP
+            True
+        """
+        return self.app.broker.pause_queue(_queue_name(queue))
+
+    def resume_queue(self, queue: str) -> bool:
+        """Let workers claim from a paused queue again (False: it was not paused).
+
+        Example:
+            >>> app.control.resume_queue("videos")  # doctest: +SKIP
+            True
+        """
+        return self.app.broker.resume_queue(_queue_name(queue))
+
+    def paused_queues(self) -> list[str]:
+        """The paused queues' names."""
+        return self.app.broker.paused_queues()
 
     def inspect(self, destination: Sequence[str] | None = None,
                 timeout: float = DEFAULT_TIMEOUT, **_unused: Any) -> Inspect:
@@ -163,12 +197,16 @@ class Control:
     def rate_limit(self, task_name: str, rate_limit: str | float | None,
                    destination: Sequence[str] | None = None, **kwargs: Any
                    ) -> list[dict[str, Any]] | None:
-        """Set a task's rate limit (``"10/m"``; ``0``/None: none) on live workers.
+        """Set a task's rate limit (``"10/m"``; ``0``/None: none) in the store (the
+        claim decides; it holds until set again) and on live workers.
 
         Raises:
             ValueError: the rate is not a number nor like ``"10/m"``.
         """
-        parse_rate(rate_limit)  # a bad rate fails here, not in every worker
+        rate = parse_rate(rate_limit)  # a bad rate fails here, not in every worker
+        # Rate limits are decided in the store's claim (liteq.flow): the store learns
+        # the new rate; workers too, for messages sent without theirs.
+        self.app.broker.set_rate_limit(task_name, rate)
         return self.broadcast("rate_limit", {"task_name": task_name,
                                              "rate_limit": rate_limit},
                               destination=destination, **kwargs)

@@ -30,6 +30,56 @@ _PARSED: dict[bytes, dict[str, Any]] = {}
 
 
 @dataclass(frozen=True, slots=True)
+class Flow:
+    """Flow control a message is under, decided at send time and stored with it.
+
+    The transport admits a message to its queue only while its concurrency key has a
+    free slot and its rate key a token (``liteq.transports``: the claim decides), and
+    refuses a second message with the same unique key while the first is waiting or
+    running. Keys are full names (``"<task name>:<key>"``), so two tasks never share
+    one by accident.
+    """
+
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    rate_key: str | None = None
+    rate: float | None = None  #: tokens per second
+    burst: int = 1  #: tokens a rested bucket holds
+    unique_key: str | None = None
+    #: "started": the unique key is free once a worker claims the task; "finished"
+    #: (the default): once it ends for good (retries keep it)
+    unique_until: str = "finished"
+    unique_expires: float | None = None  #: epoch seconds; None: until released
+
+    def dumps(self) -> str:
+        """The stored form (compact json, defaults left out)."""
+        fields = {"ck": self.concurrency_key, "cl": self.concurrency_limit,
+                  "rk": self.rate_key, "r": self.rate,
+                  "b": self.burst if self.burst != 1 else None,
+                  "uk": self.unique_key,
+                  "uu": self.unique_until if self.unique_until != "finished" else None,
+                  "ux": self.unique_expires}
+        return serialization.plain_json_dumps(
+            {k: v for k, v in fields.items() if v is not None}).decode()
+
+    @classmethod
+    def loads(cls, text: str | bytes | None) -> Flow | None:
+        """A stored flow back (None for None or an empty text)."""
+        if not text:
+            return None
+        data = serialization.json_loads(text)
+        return cls(concurrency_key=data.get("ck"), concurrency_limit=data.get("cl"),
+                   rate_key=data.get("rk"), rate=data.get("r"), burst=data.get("b", 1),
+                   unique_key=data.get("uk"), unique_until=data.get("uu", "finished"),
+                   unique_expires=data.get("ux"))
+
+    @property
+    def gated(self) -> bool:
+        """Whether the message waits for a slot or a token before it is ready."""
+        return self.concurrency_key is not None or self.rate_key is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Envelope:
     """A message as the transports store it: plain columns, header json, body bytes."""
 
@@ -43,6 +93,8 @@ class Envelope:
     content_type: str
     header: bytes
     body: bytes
+    #: flow control (concurrency, rate, uniqueness); None for most messages
+    flow: Flow | None = None
     #: why a stored row cannot be decoded (a column of the wrong type, as a foreign or
     #: hostile writer may leave it): the worker fails it with this reason
     defect: str | None = None
@@ -81,6 +133,8 @@ class Message:
     #: canvas and callback options (link, link_error, chain, chord) kept as plain data
     options: Mapping[str, Any] = field(default_factory=dict)
     serializer: str = "json"
+    #: flow control decided at send time (``liteq.producer``); None: none
+    flow: Flow | None = None
 
     def encode(self) -> Envelope:
         """Serialize into an :class:`Envelope`.
@@ -110,6 +164,7 @@ class Message:
             content_type=serializer.content_type,
             header=header_bytes,
             body=body,
+            flow=self.flow,
         )
 
     def _header(self) -> bytes:
@@ -196,6 +251,7 @@ class Message:
             headers=fields["headers"],
             options=fields["options"],
             serializer=serialization.get(envelope.content_type).name,
+            flow=envelope.flow,
         )
 
 
@@ -340,7 +396,7 @@ def _check_options(options: dict[str, Any]) -> None:
 
 def stored_envelope(
     task_id: Any, task_name: Any, queue: Any, priority: Any, eta: Any, expires: Any,
-    acks_late: Any, content_type: Any, header: Any, body: Any,
+    acks_late: Any, content_type: Any, header: Any, body: Any, flow: Any = None,
 ) -> Envelope:
     """An envelope from stored columns as a transport reads them back, whatever another
     writer left there: a column of the wrong type becomes the envelope's ``defect``
@@ -356,7 +412,7 @@ def stored_envelope(
         acks_late=bool(acks_late),
         content_type=_column_text("content_type", content_type, defects),
         header=_column_bytes(header), body=_column_bytes(body),
-        defect="; ".join(defects) or None,
+        flow=_column_flow(flow, defects), defect="; ".join(defects) or None,
     )
 
 
@@ -402,6 +458,14 @@ def _column_priority(value: Any, defects: list[str]) -> int:
         defects.append(_column_defect("priority", "an integer", value))
         return 0
     return rank
+
+
+def _column_flow(value: Any, defects: list[str]) -> Flow | None:
+    try:
+        return Flow.loads(value)
+    except Exception:
+        defects.append(_column_defect("flow", "flow control json", value))
+        return None
 
 
 def _column_bytes(value: Any) -> bytes:
@@ -486,6 +550,7 @@ __all__ = [
     "MAX_INT",
     "PROTOCOL_VERSION",
     "Envelope",
+    "Flow",
     "Message",
     "iso",
     "new_id",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from liteq import _state, aio, serialization, signals
 from liteq.config import SettingsCache
 from liteq.exceptions import ImproperlyConfigured, OperationalError
+from liteq.flow import FlowSpec, task_flow
 from liteq.messages import Envelope, Message, new_id, new_ids, origin
 from liteq.result import AsyncResult, GroupResult
 from liteq.routing import (
@@ -55,6 +56,7 @@ class _Defaults:
         "acks_late",
         "exchange",
         "expires",
+        "flow",
         "ignore_result",
         "priority",
         "queue",
@@ -80,6 +82,8 @@ class _Defaults:
         self.soft_time_limit = _first(getattr(task, "soft_time_limit", None),
                                       conf.task_soft_time_limit)
         self.expires = getattr(task, "expires", None)
+        self.flow = None if task is None else task_flow(
+            task, conf.task_default_rate_limit, bool(conf.worker_disable_rate_limits))
         self.signature = _signature_of(task) if task is not None and task.typing else None
         #: argument shapes (count, keyword names) already checked against the signature
         self.shapes: set[tuple[int, tuple[str, ...]]] = set()
@@ -188,16 +192,21 @@ class Producer:
         chord: Mapping[str, Any] | None = None,
         argsrepr: str | None = None,
         kwargsrepr: str | None = None,
+        unique_key: str | None = None,
+        unique_for: float | None = None,
+        unique_until: str | None = None,
         **unknown: Any,
     ) -> Message:
         """Turn a task call and its options into a :class:`Message` (not yet sent).
 
         ``argsrepr`` and ``kwargsrepr`` (Celery's options to hide sensitive arguments)
         travel with the message: the worker shows them instead of the arguments
-        (``self.request.argsrepr``).
+        (``self.request.argsrepr``). ``unique_key`` (with ``unique_for`` seconds and
+        ``unique_until``) makes the message unique (``liteq.flow``).
 
         Raises:
             TypeError: arguments that don't fit the task, or an unknown option.
+            EncodeError: a flow key function raised, or unique arguments are not json.
         """
         if unknown.keys() - _IGNORED_OPTIONS:
             bad = ", ".join(sorted(unknown.keys() - _IGNORED_OPTIONS))
@@ -224,6 +233,11 @@ class Producer:
             parent_id = parent_id or parent.id
             root_id = root_id or parent.root_id or parent.id
         task_id = task_id or new_id()
+        flow = None
+        if defaults.flow is not None or unique_key is not None:
+            spec = defaults.flow or FlowSpec(name)
+            flow = spec.flow(args, kwargs, now=now, unique_key=unique_key,
+                             unique_for=unique_for, unique_until=unique_until)
         options: dict[str, Any] = _NO_OPTIONS
         if link or link_error or chain or group_index is not None or chord or \
                 argsrepr is not None or kwargsrepr is not None:
@@ -253,6 +267,7 @@ class Producer:
             headers=dict(headers) if headers else _NO_OPTIONS,
             options=options,
             serializer=serializer or defaults.serializer,
+            flow=flow,
         )
 
     def _route(
@@ -321,8 +336,11 @@ class Producer:
         retry: bool | None = None,
         retry_policy: Mapping[str, Any] | None = None,
         connection: Any = None,
-    ) -> None:
+    ) -> list[str]:
         """Store messages in one transaction (all or none), retrying per the policy.
+
+        Returns the task id each message stands for: its own, or, for a unique message
+        whose key a waiting or running task holds, that task's (nothing was stored).
 
         With ``connection`` (the caller's own open sqlite3 connection or peewee database
         on the broker's file), the messages are written through it, uncommitted: they
@@ -348,9 +366,9 @@ class Producer:
                 raise ImproperlyConfigured(
                     f"connection= needs the SQLite transport, not {type(broker).__name__}"
                 )
-            publish_on(connection, envelopes)
+            ids = publish_on(connection, envelopes)
         else:
-            self._publish_envelopes(envelopes, retry, retry_policy)
+            ids = self._publish_envelopes(envelopes, retry, retry_policy)
         if _state.current_request.get() is not None:  # sent from a running task
             self._add_to_parent([(m.id, m.task, m.group) for m in messages])
         if signals.after_task_publish.receivers:
@@ -360,20 +378,21 @@ class Producer:
                     exchange=message.exchange, routing_key=message.routing_key or message.queue,
                     headers={"id": message.id, "task": message.task},
                 )
+        return ids or [message.id for message in messages]
 
     def _publish_envelopes(
         self, envelopes: Sequence[Envelope], retry: bool | None,
         retry_policy: Mapping[str, Any] | None,
-    ) -> None:
+    ) -> list[str] | None:
+        """Publish; returns the ids in effect when a unique message found its key
+        taken (None: every message was stored under its own id)."""
         broker = self.app.broker
         for hook in self.app.transaction_hooks:
             connection = hook(self.app)
             if connection is not None:
-                broker.publish_on(connection, envelopes)  # type: ignore[attr-defined]
-                return
+                return broker.publish_on(connection, envelopes)  # type: ignore[attr-defined,no-any-return]
         try:
-            broker.publish(envelopes)
-            return
+            return broker.publish(envelopes)
         except Exception as exc:
             error = exc
         if retry is None:
@@ -393,8 +412,7 @@ class Producer:
                            error, attempt + 1, limit, delay)
             time.sleep(delay)
             try:
-                broker.publish(envelopes)
-                return
+                return broker.publish(envelopes)
             except Exception as exc:
                 error = exc
         raise error
@@ -438,11 +456,12 @@ class Producer:
         first_args, first_kwargs = calls[0]
         template = self.build_message(name, first_args, first_kwargs, task=task, **options)
         if template.headers or template.options or options.get("task_id") or \
+                template.flow is not None or \
                 signals.before_task_publish.receivers or signals.after_task_publish.receivers:
             messages = [template] + [self.build_message(name, a, k, task=task, **options)
                                      for a, k in calls[1:]]
-            self.publish(messages, retry=retry, retry_policy=retry_policy)
-            return [m.id for m in messages], template.ignore_result
+            ids = self.publish(messages, retry=retry, retry_policy=retry_policy)
+            return ids, template.ignore_result
         first = template.encode()
         check = self._defaults(task, name).check
         codec = serialization.get(template.serializer)
@@ -496,8 +515,9 @@ class Producer:
         connection = options.pop("connection", None)
         task = self.app.tasks.get(name) or shared_tasks.get(name)
         message = self.build_message(name, args, kwargs, task=task, **options)
-        self.publish([message], retry=retry, retry_policy=retry_policy, connection=connection)
-        return AsyncResult(message.id, self.app, name, ignored=message.ignore_result)
+        task_id = self.publish([message], retry=retry, retry_policy=retry_policy,
+                               connection=connection)[0]
+        return AsyncResult(task_id, self.app, name, ignored=message.ignore_result)
 
 
 _ORIGIN = origin()

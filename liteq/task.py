@@ -68,6 +68,14 @@ class Task(Generic[P, R]):
     max_retries: int | None = 3
     default_retry_delay: float = 180
     rate_limit: str | None = None
+    #: flow control (liteq.flow): decided by the transport's claim, across workers
+    rate_limit_key: Any = None
+    rate_limit_burst: int | None = None
+    concurrency_limit: int | None = None
+    concurrency_key: Any = None
+    unique: bool = False
+    unique_for: float | None = None
+    unique_until: str | None = None
     ignore_result: bool | None = None
     store_errors_even_if_ignored: bool | None = None
     serializer: str | None = None
@@ -186,8 +194,9 @@ class Task(Generic[P, R]):
         producer = app.producer
         message = producer.build_message(self.name, args, kwargs, task=self, task_id=task_id,
                                          **options)
-        producer.publish([message], retry=retry, retry_policy=retry_policy, connection=connection)
-        return AsyncResult(message.id, app, self.name, ignored=message.ignore_result)
+        sent = producer.publish([message], retry=retry, retry_policy=retry_policy,
+                                connection=connection)[0]  # a unique task: maybe another's
+        return AsyncResult(sent, app, self.name, ignored=message.ignore_result)
 
     async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """``delay()`` for asyncio: ``result = await add.adelay(4, 4)``; the publish

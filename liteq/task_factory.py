@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from liteq import serialization
 from liteq.exceptions import ImproperlyConfigured
+from liteq.flow import check_options
 from liteq.ratelimits import parse_rate
 from liteq.result import AsyncResult
 from liteq.task import Task
@@ -77,6 +78,7 @@ def make_task(
             parse_rate(options["rate_limit"])
         except ValueError as exc:
             raise ImproperlyConfigured(f"task {name}: {exc}") from None
+    check_options(name, options)
     cls = type(fun.__name__, (base,), attributes)
     task: Task[Any, Any] = cls()
     return task

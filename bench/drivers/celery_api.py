@@ -23,10 +23,22 @@ class CeleryShapedAdapter:
     def __init__(self, workdir: str, options: dict[str, Any]) -> None:
         sys.path.insert(0, workdir)
         tasks = importlib.import_module("benchtasks")
+        self.tasks = tasks
         self.app, self.add = tasks.app, tasks.add
 
     def send(self, x: int, y: int) -> str:
         return str(self.add.delay(x, y).id)
+
+    def send_payload(self, x: int, y: int, data: str, size: int) -> str:
+        """W8, W9: ``blob(x, y, data, size)``, where the run's tasks module has it."""
+        blob = getattr(self.tasks, "blob", None)
+        if blob is None:
+            raise NotImplementedError("no blob task")
+        return str(blob.delay(x, y, data, size).id)
+
+    def send_to(self, x: int, y: int, queue: str | None, priority: int | None) -> str:
+        """W10, W11: ``add`` to one of many queues, or with a priority."""
+        return str(self.add.apply_async((x, y), queue=queue, priority=priority).id)
 
     def send_bulk(self, pairs: Sequence[tuple[int, int]]) -> list[str]:
         group = importlib.import_module(self.package).group

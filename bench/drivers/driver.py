@@ -39,13 +39,37 @@ class Driver:
         self.adapter.setup()
         return {"bulk": getattr(self.adapter, "bulk_api", None)}
 
-    def op_send(self, n: int, batch: str, mode: str = "single") -> dict[str, Any]:
+    def op_send(self, n: int, batch: str, mode: str = "single", arg_bytes: int = 0,
+                result_bytes: int = 0, queues: int = 0, priorities: int = 0) -> dict[str, Any]:
+        """Send ``n`` tasks: one by one (``single``), in bulk, as the payload task with
+        ``arg_bytes`` of argument and ``result_bytes`` of result (``payload``: W8, W9),
+        or spread over ``queues`` queues or ``priorities`` priorities (``shape``: W10,
+        W11)."""
         pairs = [(i, i + 1) for i in range(n)]
-        if mode == "bulk":
+        if mode == "payload":
+            data = "a" * arg_bytes
+            send_payload = self.adapter.send_payload
+            start = time.monotonic()
+            ids = [send_payload(x, y, data, result_bytes) for x, y in pairs]
+            seconds = time.monotonic() - start
+        elif mode == "shape":
+            send_to = self.adapter.send_to
+            start = time.monotonic()
+            ids = [send_to(x, y, f"q{x % queues}" if queues else None,
+                           x % priorities if priorities else None) for x, y in pairs]
+            seconds = time.monotonic() - start
+        elif mode == "bulk":
             if getattr(self.adapter, "bulk_api", None) is None:
                 return {"unsupported": True}
             start = time.monotonic()
             ids = self.adapter.send_bulk(pairs)
+            seconds = time.monotonic() - start
+        elif mode == "limited":  # WL: a task with concurrency_limit=1 per key, 100 keys
+            send = getattr(self.adapter, "send_limited", None)
+            if send is None:
+                return {"unsupported": True}
+            start = time.monotonic()
+            ids = [send(x, y) for x, y in pairs]
             seconds = time.monotonic() - start
         else:
             send = self.adapter.send
@@ -108,10 +132,17 @@ class Driver:
         return {"t_first": t_first, "first": t_first - start,
                 "seconds": time.monotonic() - start}
 
-    def op_mixed(self, n: int, batch: str, timeout: float) -> dict[str, Any]:
-        """Send ``n`` tasks one by one to running workers; wait for all results."""
+    def op_mixed(self, n: int, batch: str, timeout: float, first: int = 0,
+                 start_at: float | None = None) -> dict[str, Any]:
+        """Send ``n`` tasks one by one to running workers; wait for all results.
+
+        W6p runs this in several drivers at once: each sends ``add(i, i + 1)`` for its
+        own range of ``i`` from ``first``, starting at ``start_at`` (monotonic).
+        """
         send = self.adapter.send
-        pairs = [(i, i + 1) for i in range(n)]
+        pairs = [(i, i + 1) for i in range(first, first + n)]
+        if start_at is not None:
+            time.sleep(max(0.0, start_at - time.monotonic()))
         start = time.monotonic()
         ids = [send(x, y) for x, y in pairs]
         sent = time.monotonic()
@@ -135,7 +166,7 @@ class Driver:
 
     # -- checking --------------------------------------------------------------------
 
-    def op_verify(self, batch: str, sample: int = 0) -> dict[str, Any]:
+    def op_verify(self, batch: str, sample: int = 0, first: int = 0) -> dict[str, Any]:
         """Read results back through the system's own API and compare with x + y.
 
         ``sample`` > 0 checks that many, spread evenly; 0 checks every task.
@@ -145,8 +176,10 @@ class Driver:
         if sample and sample < len(ids):
             step = len(ids) / sample
             indexes = sorted({int(k * step) for k in range(sample)} | {len(ids) - 1})
-        values = self.adapter.fetch([ids[i] for i in indexes])
-        bad = [(i, v) for i, v in zip(indexes, values, strict=True) if v != expected(i)]
+        values = [int(v.rstrip("r")) if isinstance(v, str) else v  # payload results
+                  for v in self.adapter.fetch([ids[i] for i in indexes])]
+        bad = [(i, v) for i, v in zip(indexes, values, strict=True)
+               if v != expected(first + i)]
         return {"checked": len(indexes), "bad": len(bad),
                 "example": None if not bad else f"task {bad[0][0]} -> {bad[0][1]!r}"}
 

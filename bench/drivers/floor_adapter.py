@@ -28,6 +28,9 @@ class Adapter:
     def send(self, x: int, y: int) -> str:
         return self.p.send(x, y)
 
+    def send_payload(self, x: int, y: int, data: str, size: int) -> str:
+        return self.p.send_payload(x, y, data, size)
+
     def send_bulk(self, pairs: Sequence[tuple[int, int]]) -> list[str]:
         return self.p.send_many(pairs)
 

@@ -9,6 +9,7 @@ accounting, checking) is the harness's and the same for all.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,8 @@ class System:
     adapter = ""
     #: W7 (scaling) applies: the worker's concurrency and process count can vary.
     scalable = False
+    #: The payload and shape workloads (W8-W11) it can run; the others are "n/a".
+    shapes: frozenset[str] = frozenset()
     #: Needs the private redis-server.
     needs_redis = False
 
@@ -70,8 +73,9 @@ class System:
         raise NotImplementedError
 
     def worker_commands(self, workdir: Path, concurrency: int = 2,
-                        processes: int = 1) -> list[Command]:
-        """Commands starting ``processes`` workers of ``concurrency`` each."""
+                        processes: int = 1, queues: Sequence[str] = ()) -> list[Command]:
+        """Commands starting ``processes`` workers of ``concurrency`` each (consuming
+        ``queues``, where given: W10)."""
         raise NotImplementedError
 
 

@@ -13,6 +13,8 @@ from bench.systems.base import Environment, System
 class FloorSystem(System):
     adapter = "floor"
     scalable = True
+    #: the payload task (the floor has no queues or priorities)
+    shapes = frozenset({"W8", "W9"})
 
     def __init__(self, batch: int) -> None:
         self.batch = batch

@@ -7,6 +7,7 @@ with the liteq the harness's interpreter imports.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,18 @@ app = LiteQ("benchtasks", broker={broker!r}, **{settings!r})
 @app.task(name="benchtasks.add")
 def add(x, y):
     return x + y
+
+
+@app.task(name="benchtasks.blob")
+def blob(x, y, data, size):
+    return x + y if not size else str(x + y) + "r" * size
+
+
+# WL: at most one running at once per key, over 100 keys (flow control in the claim)
+@app.task(name="benchtasks.add_limited", concurrency_limit=1,
+          concurrency_key=lambda x, y: x % 100)
+def add_limited(x, y):
+    return x + y
 '''
 
 
@@ -36,6 +49,7 @@ def liteq_dir() -> Path | None:
 class LiteQSystem(System):
     adapter = "liteq"
     scalable = True
+    shapes = frozenset({"W8", "W9", "W10", "W11"})
 
     def __init__(self, name: str, synchronous: str = "NORMAL", redis: bool = False) -> None:
         self.name = name
@@ -84,10 +98,11 @@ class LiteQSystem(System):
         return options
 
     def worker_commands(self, workdir: Path, concurrency: int = 2,
-                        processes: int = 1) -> list[Command]:
+                        processes: int = 1, queues: Sequence[str] = ()) -> list[Command]:
+        consume = ["-Q", ",".join(queues)] if queues else []
         return [
             Command([self.python(), "-m", "liteq", "-A", "benchtasks", "worker",
                      "-c", str(concurrency), "-l", "warning", "--no-banner",
-                     "-n", f"bench{index}@%h"], str(workdir), label="liteq-worker")
+                     "-n", f"bench{index}@%h", *consume], str(workdir), label="liteq-worker")
             for index in range(processes)
         ]

@@ -180,4 +180,40 @@ def retry(ctx: click.Context, task_ids: tuple[str, ...], database: str | None,
         ctx.exit(1)
 
 
-__all__ = ["call", "purge", "retry", "revoke"]
+@cli.group()
+def queue() -> None:
+    """Pause or resume a queue: ``liteq queue pause videos``."""
+
+
+@queue.command("pause")
+@click.argument("name")
+@click.argument("database", required=False, metavar="[DATABASE]")
+@app_option
+@click.pass_context
+@handle_errors
+def pause(ctx: click.Context, name: str, database: str | None, app_path: str | None) -> None:
+    """Stop workers claiming from queue NAME (it keeps taking tasks; stored, so it holds
+    across worker restarts)."""
+    app, _ = resolve(ctx, app_path, database, must_exist=True)
+    if app.control.pause_queue(name):
+        click.echo(f"Paused queue {name}.")
+    else:
+        click.echo(f"Queue {name} was paused already.")
+
+
+@queue.command("resume")
+@click.argument("name")
+@click.argument("database", required=False, metavar="[DATABASE]")
+@app_option
+@click.pass_context
+@handle_errors
+def resume(ctx: click.Context, name: str, database: str | None, app_path: str | None) -> None:
+    """Let workers claim from queue NAME again."""
+    app, _ = resolve(ctx, app_path, database, must_exist=True)
+    if app.control.resume_queue(name):
+        click.echo(f"Resumed queue {name}.")
+    else:
+        click.echo(f"Queue {name} was not paused.")
+
+
+__all__ = ["call", "pause", "purge", "queue", "resume", "retry", "revoke"]

@@ -11,6 +11,7 @@ import click
 
 from liteq.cli.base import app_option, cli, handle_errors, read_only, remote_options, resolve
 from liteq.states import FAILURE, READY_STATES
+from liteq.transports.base import QueueDepth
 
 
 @cli.command()
@@ -48,21 +49,32 @@ def status(ctx: click.Context, database: str | None, app_path: str | None) -> No
 @read_only
 def queues(ctx: click.Context, database: str | None, app_path: str | None,
            queues: str | None, as_json: bool) -> None:
-    """Show how many messages each queue holds: ready, scheduled (eta), leased."""
+    """Show how many messages each queue holds: ready, scheduled (eta), leased, blocked
+    (waiting for a concurrency slot or a rate token); paused queues are marked."""
     app, _ = resolve(ctx, app_path, database)
     wanted = [q.strip() for q in queues.split(",")] if queues else None
     depth = app.broker.depth(wanted)
+    paused = set(app.broker.paused_queues())
+    for name in sorted(paused - depth.keys()):
+        if wanted is None or name in wanted:
+            depth[name] = QueueDepth()
+    depth = dict(sorted(depth.items()))
     if as_json:
         click.echo(json.dumps({name: {"ready": d.ready, "scheduled": d.scheduled,
-                                      "leased": d.leased} for name, d in depth.items()}))
+                                      "leased": d.leased, "blocked": d.blocked,
+                                      "paused": name in paused}
+                               for name, d in depth.items()}))
         return
     if not depth:
         click.echo("no messages")
         return
     width = max(len("queue"), *(len(name) for name in depth))
-    click.echo(f"{'queue':<{width}}  {'ready':>8}  {'scheduled':>9}  {'leased':>7}")
+    click.echo(f"{'queue':<{width}}  {'ready':>8}  {'scheduled':>9}  {'leased':>7}  "
+               f"{'blocked':>7}")
     for name, d in depth.items():
-        click.echo(f"{name:<{width}}  {d.ready:>8}  {d.scheduled:>9}  {d.leased:>7}")
+        mark = "  paused" if name in paused else ""
+        click.echo(f"{name:<{width}}  {d.ready:>8}  {d.scheduled:>9}  {d.leased:>7}  "
+                   f"{d.blocked:>7}{mark}")
 
 
 @cli.command()

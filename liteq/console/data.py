@@ -161,13 +161,15 @@ class ConsoleData:
             since = message.envelope.eta or sent_at(message.envelope.task_id) or now
             oldest[queue] = min(oldest.get(queue, now), since)
         consumers = Counter(q for w in self.workers() if w["alive"] for q in w["queues"])
+        paused = set(self.app.broker.paused_queues())
         empty = QueueDepth()
         return [{"name": name, "ready": depths.get(name, empty).ready,
+                 "paused": name in paused, "blocked": depths.get(name, empty).blocked,
                  "scheduled": depths.get(name, empty).scheduled,
                  "running": depths.get(name, empty).leased,
                  "oldest_age": now - oldest[name] if name in oldest else None,
                  "consumers": consumers.get(name, 0)}
-                for name in sorted(set(depths) | set(consumers))]
+                for name in sorted(set(depths) | set(consumers) | paused)]
 
     def throughput(self, windows: dict[str, tuple[float, float]]) -> dict[str, Any]:
         """Finished tasks per bucket over each window (name -> (window, bucket) seconds),

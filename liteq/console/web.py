@@ -15,7 +15,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -230,6 +230,18 @@ class Console:
         removed = self.app.broker.purge([request.path_params["queue"]])
         return RedirectResponse(f"/?purged={removed}", status_code=303)
 
+    async def pause(self, request: Request) -> Response:
+        """Pause a queue (``app.control.pause_queue``), or resume it with resume=1."""
+        fields = await self._checked_form(request)
+        if isinstance(fields, Response):
+            return fields
+        queue = request.path_params["queue"]
+        if fields.get("resume") == "1":
+            self.app.control.resume_queue(queue)
+            return RedirectResponse(f"/?resumed={quote(queue)}", status_code=303)
+        self.app.control.pause_queue(queue)
+        return RedirectResponse(f"/?paused={quote(queue)}", status_code=303)
+
     def routes(self) -> list[Route | Mount]:
         routes: list[Route | Mount] = [
             Route("/", self.overview), Route("/tasks", self.tasks),
@@ -244,6 +256,7 @@ class Console:
                 Route("/task/{task_id}/revoke", self.revoke, methods=["POST"]),
                 Route("/tasks/retry-failed", self.retry_failed, methods=["POST"]),
                 Route("/queue/{queue}/purge", self.purge, methods=["POST"]),
+                Route("/queue/{queue}/pause", self.pause, methods=["POST"]),
             ]
         return routes
 

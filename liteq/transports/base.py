@@ -194,10 +194,12 @@ class QueueDepth:
     ready: int = 0
     scheduled: int = 0
     leased: int = 0
+    #: waiting for a concurrency slot or a rate token (flow control)
+    blocked: int = 0
 
     @property
     def total(self) -> int:
-        return self.ready + self.scheduled + self.leased
+        return self.ready + self.scheduled + self.leased + self.blocked
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,8 +382,16 @@ class Transport(abc.ABC):
     # -- messages --------------------------------------------------------------------
 
     @abc.abstractmethod
-    def publish(self, envelopes: Sequence[Envelope]) -> None:
-        """Store messages, all or none; eta messages wait as scheduled until due."""
+    def publish(self, envelopes: Sequence[Envelope]) -> list[str] | None:
+        """Store messages, all or none; eta messages wait as scheduled until due.
+
+        Flow control (``Envelope.flow``) is decided here, in the same transaction: a
+        message over its concurrency limit or out of rate tokens waits *blocked* (not
+        claimable) until a slot or token is there; a unique message whose key a waiting
+        or running task holds is not stored. Returns the task id each envelope stands
+        for (its own, or the holder's of its unique key) when any envelope has a flow;
+        None when every envelope was stored under its own id.
+        """
 
     @abc.abstractmethod
     def claim(
@@ -620,6 +630,27 @@ class Transport(abc.ABC):
         """Take a token from the bucket ``key`` (refilled at ``rate`` per second, holding
         at most ``capacity``), shared by every worker; returns 0.0 when one was taken,
         else the seconds until one will be there (nothing taken)."""
+
+    @abc.abstractmethod
+    def set_rate_limit(self, task_name: str, rate: float | None) -> None:
+        """Set a task's rate (tokens per second; None: no limit) for the messages that
+        carry a rate limit (``Flow.rate_key``), waiting ones included; it wins over the
+        rate they were sent with (``app.control.rate_limit``)."""
+
+    # -- paused queues ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def pause_queue(self, queue: str) -> bool:
+        """Stop claims from ``queue`` (it still takes messages), until resumed; stored,
+        so it holds across worker restarts. Returns False when it was paused already."""
+
+    @abc.abstractmethod
+    def resume_queue(self, queue: str) -> bool:
+        """Let workers claim from ``queue`` again; False when it was not paused."""
+
+    @abc.abstractmethod
+    def paused_queues(self) -> list[str]:
+        """The names of the paused queues, sorted."""
 
     # -- workers ---------------------------------------------------------------------
 

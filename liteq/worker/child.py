@@ -54,6 +54,9 @@ class Slot(ctypes.Structure):
         ("running", ctypes.c_uint8),
         ("processed", ctypes.c_uint64),
         ("busy_retries", ctypes.c_uint64),  # the child's SQLite busy retries
+        # written by the supervisor: commands sent so far (after each is in the pipe),
+        # so the child looks at its control pipe only when one came
+        ("commands", ctypes.c_uint64),
         ("started_at", ctypes.c_double),  # time.monotonic() (host-wide on Linux)
         ("hard_limit", ctypes.c_double),  # seconds; 0: none
         ("leases_size", ctypes.c_uint32),
@@ -180,7 +183,18 @@ def child_main(spec: AppSpec, control: Connection, report: Connection, index: in
         limit = pool_options.max_memory_per_child
         consumer.recycle_when = lambda: platforms.rss_kib() > limit
     consumer.watch(control.fileno(), lambda: child_commands(control, consumer, pool))
-    consumer.before_claim = lambda: poll_child_commands(control, consumer, pool)
+    seen = 0
+
+    def before_claim() -> None:
+        # One memory read per claim and per task; the control pipe is polled only when
+        # the supervisor has sent something since the last look.
+        nonlocal seen
+        sent = slot.commands
+        if sent != seen:
+            seen = sent
+            poll_child_commands(control, consumer, pool)
+
+    consumer.before_claim = before_claim
     stale_after = options.stale_after
     if heartbeat is not None and stale_after:
         # the main process renews this child's leases with its heartbeat: stalled

@@ -56,7 +56,10 @@ def run_delivery(
     if isinstance(prepared, Outcome):
         return prepared
     message, task, request = prepared
-    rate = rate_of(app, task)
+    # A message sent with its rate limit got its token in the claim (liteq.flow);
+    # one sent without (by name, or before the limit was set) takes it here.
+    flow = delivery.envelope.flow
+    rate = None if flow is not None and flow.rate_key is not None else rate_of(app, task)
     if rate is not None:
         try:
             wait = app.broker.take_token(f"rate:{task.name}", rate)

@@ -216,6 +216,7 @@ class Supervisor:
             # between any two bytecodes): stop() did not see it, so tell it here.
             with contextlib.suppress(OSError):
                 child.control.send_bytes(b"W")
+            child.slot.commands += 1
 
     def watch(self, fd: int, handler: Callable[[], None]) -> None:
         """Call ``handler`` when ``fd`` becomes readable (the signal pipe)."""
@@ -229,6 +230,7 @@ class Supervisor:
             for child in self.children():
                 with contextlib.suppress(OSError):
                     child.control.send_bytes(b"W")
+                child.slot.commands += 1
 
     def set_queues(self, queues: Sequence[str]) -> None:
         """Every pool process consumes ``queues`` from now on (new ones too)."""
@@ -245,6 +247,7 @@ class Supervisor:
         for child in self.children():
             with contextlib.suppress(OSError):
                 child.control.send_bytes(command)
+            child.slot.commands += 1  # after the send: the child finds it in the pipe
 
     def children(self) -> list[_Child]:
         return [child for child in self._children if child is not None]

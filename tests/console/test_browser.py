@@ -284,3 +284,20 @@ def test_hidden_tasks_show_neither_arguments_nor_results(
     page.goto(f"{console.url}/tasks?q=1234567")
     assert re.search(r"\b0 tasks\b", page.inner_text(".pager"))
     page.close()
+
+
+def test_pause_and_resume_a_queue_with_a_click(project: Any, browser: Any,
+                                               start_console: Any) -> None:
+    tasks = _tasks(project)
+    console = start_console(project.root, project.location)
+    tasks.add.delay(1, 1)
+    page = browser.new_page()
+    page.goto(f"{console.url}/")
+    page.click('tr[data-queue="celery"] button.pause')
+    assert "Paused queue celery" in page.inner_text("body")
+    assert "paused" in page.inner_text('tr[data-queue="celery"]')
+    assert tasks.app.control.paused_queues() == ["celery"]
+    page.click('tr[data-queue="celery"] button.pause')  # now it says Resume
+    assert "Resumed queue celery" in page.inner_text("body")
+    assert tasks.app.control.paused_queues() == []
+    page.close()

@@ -60,7 +60,7 @@ def states(transport: Transport) -> dict[str, str]:
     if isinstance(transport, SQLiteTransport):
         rows = transport.database.conn.execute(
             "SELECT task_id, state FROM liteq_messages").fetchall()
-        return {task_id: {0: "ready", 1: "leased", 2: "scheduled"}[state]
+        return {task_id: {0: "ready", 1: "leased", 2: "scheduled", 3: "blocked"}[state]
                 for task_id, state in rows}
     assert isinstance(transport, RedisTransport)
     keys = transport.keys
@@ -68,12 +68,15 @@ def states(transport: Transport) -> dict[str, str]:
     names = list(client.scan_iter(match=f"{keys.message_prefix}*", count=1000))
     pipe = client.pipeline(transaction=False)
     for name in names:
-        pipe.hmget(name, "t", "q", "k")
+        pipe.hmget(name, "t", "q", "k", "g")
     found = {}
-    for name, (task, queue, token) in zip(names, pipe.execute(), strict=True):
+    for name, (task, queue, token, gate) in zip(names, pipe.execute(), strict=True):
         message_id = name.decode()[len(keys.message_prefix):]
         if token is not None:
             found[task.decode()] = "leased"
+        elif gate is not None:  # flow control: waiting for a slot or a token
+            assert client.zscore(f"{keys.gate_prefix}{gate.decode()}", message_id) is not None
+            found[task.decode()] = "blocked"
         elif client.zscore(keys.scheduled(queue.decode()), message_id) is not None:
             found[task.decode()] = "scheduled"
         else:

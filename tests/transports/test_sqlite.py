@@ -133,6 +133,9 @@ def test_many_threads_publishing_never_see_database_is_locked(tmp_path: Path) ->
     ("claim three queues", queries.claim(3),
      {"q0": "a", "q1": "b", "q2": "c", "limit": 5, "lease_until": 0, "worker": "w"}),
     ("promote", queries.PROMOTE, {"queue": "a", "now": 0}),
+    ("promote three queues", queries.promote(3), {"q0": "a", "q1": "b", "q2": "c", "now": 0}),
+    ("claimable three queues", queries.claimable(3),
+     {"q0": "a", "q1": "b", "q2": "c", "now": 0}),
     ("expired", queries.EXPIRED, {"now": 0}),
     ("expired holders", queries.EXPIRED_HOLDERS, {"now": 0}),
     ("hold lease", queries.HOLD_LEASE, {"worker": "w", "lease_until": 0}),
@@ -158,7 +161,7 @@ def test_hot_queries_use_an_index(transport: SQLiteTransport, name: str, sql: st
     # bounded subquery results (the per-queue branches of a multi-queue claim), the tiny
     # leases table (one row per worker process), and, for the orphan check, the partial
     # index of leased rows (the in-flight set, never the queue).
-    allowed = {"SCAN l", "SCAN liteq_leases"}
+    allowed = {"SCAN l", "SCAN liteq_leases", "SCAN CONSTANT ROW"}  # CONSTANT: no table
     if "in-flight rows only" in name:
         allowed.add("SCAN liteq_messages USING INDEX liteq_messages_worker")
     scans = [d for d in details if d.startswith("SCAN") and "subquery" not in d]
@@ -297,3 +300,21 @@ def test_old_counters_are_summed_so_totals_never_go_down(transport: SQLiteTransp
     transport.maintain()  # a worker's housekeeping prunes the counters
     assert transport.task_counts() == before == [TaskCount(0.0, "t.add", "SUCCESS", 3, 6, 1.5)]
     assert [row.minute for row in transport.task_counts(0.0)] == [0.0, recent]
+
+
+def test_a_worker_of_many_queues_promotes_and_finds_work_in_any_of_them(
+    transport: SQLiteTransport,
+) -> None:
+    queues = [f"q{n}" for n in range(5)]
+    # Nothing anywhere: an idle probe finds nothing (and takes no write lock).
+    assert transport.claim(queues, 10, "w", 60) == []
+    transport.publish([envelope("due", eta=time.time() + 0.05, queue="q3"),
+                       envelope("later", eta=time.time() + 3600, queue="q1"),
+                       envelope("ready", queue="q4"),
+                       envelope("elsewhere", queue="other")])
+    time.sleep(0.06)  # the eta of "due" must pass
+    claimed = transport.claim(queues, 10, "w", 60)
+    assert sorted(d.task_id for d in claimed) == ["due", "ready"]
+    assert state_of(transport, "later") == "scheduled"
+    assert state_of(transport, "elsewhere") == "ready"
+    assert transport.claim(queues, 10, "w", 60) == []

@@ -5,6 +5,7 @@ outcome (the rate-limit token, STARTED). Messages are real: sent and claimed on 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -127,10 +128,25 @@ def test_run_delivery_stores_started_while_the_task_runs(app: LiteQ) -> None:
     assert seen == [STARTED]
 
 
-def test_run_delivery_defers_a_task_whose_rate_limit_has_no_token(app: LiteQ) -> None:
+def test_a_rate_limited_task_without_a_token_is_not_claimed(app: LiteQ) -> None:
     find = app.task_finder(import_on_demand=False)
     first = run_delivery(app, _claim(app, "unit.slow_rate"), "unit@host", find)
-    second = run_delivery(app, _claim(app, "unit.slow_rate"), "unit@host", find)
+    app.send_task("unit.slow_rate")
     assert first.state == SUCCESS
-    assert second.state == DEFERRED
-    assert second.defer_until is not None and second.defer_until > time.time() + 30
+    # The claim decides: no token, no delivery (it is never claimed only to bounce).
+    assert app.broker.claim([QUEUE], 10, "unit@host:1", 60.0) == []
+    assert app.broker.depth([QUEUE])[QUEUE].blocked == 1
+
+
+def test_run_delivery_defers_a_message_sent_without_its_rate_limit(app: LiteQ) -> None:
+    # A message stored without a flow (sent before the task had its limit) takes its
+    # token where it runs, as before flow control.
+    find = app.task_finder(import_on_demand=False)
+    for _ in range(2):
+        message = app.producer.build_message("unit.slow_rate", (), {})
+        app.producer.publish([dataclasses.replace(message, flow=None)])
+    first, second = app.broker.claim([QUEUE], 10, "unit@host:1", 60.0)
+    assert run_delivery(app, first, "unit@host", find).state == SUCCESS
+    deferred = run_delivery(app, second, "unit@host", find)
+    assert deferred.state == DEFERRED
+    assert deferred.defer_until is not None and deferred.defer_until > time.time() + 30

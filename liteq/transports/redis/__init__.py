@@ -96,6 +96,11 @@ def lease_clock() -> float | None:
     return None
 
 
+def _glob(text: str) -> str:
+    """``text`` as a literal in a SCAN MATCH pattern."""
+    return "".join(f"\\{ch}" if ch in "*?[]\\" else ch for ch in text)
+
+
 def _version(text: str) -> tuple[int, ...]:
     parts = []
     for piece in text.split(".")[:2]:
@@ -209,12 +214,15 @@ class RedisTransport(MonitorRole, Transport):
 
     # -- messages --------------------------------------------------------------------
 
-    def publish(self, envelopes: Sequence[Envelope]) -> None:
+    def publish(self, envelopes: Sequence[Envelope]) -> list[str] | None:
         if not envelopes:
-            return
+            return None
         now, publish_id = wall(), secrets.token_hex(8)
-        self._run(lambda client: self._scripts.publish(client, envelopes, now, publish_id,
-                                                       self._marker_ms))
+        ids: list[str] | None = self._run(lambda client: self._scripts.publish(
+            client, envelopes, now, publish_id, self._marker_ms))
+        if ids is None or all(envelope.flow is None for envelope in envelopes):
+            return None
+        return ids
 
     def claim(
         self, queues: Sequence[str], limit: int, worker_id: str, lease_seconds: float
@@ -295,6 +303,7 @@ class RedisTransport(MonitorRole, Transport):
             pipe = client.pipeline(transaction=False)
             for queue in queues:
                 pipe.zrange(self.keys.scheduled(queue), 0, 0, withscores=True)
+            pipe.zrange(self.keys.flow_due, 0, 0, withscores=True)  # a rate token, blocked
             return list(pipe.execute())
 
         found = [rows[0][1] for rows in self._run(earliest) if rows]
@@ -312,14 +321,16 @@ class RedisTransport(MonitorRole, Transport):
                 pipe.zcard(self.keys.ready(queue))
                 pipe.zcard(self.keys.scheduled(queue))
                 pipe.hget(self.keys.leased, queue)
+                pipe.hget(self.keys.blocked, queue)
             return names, list(pipe.execute())
 
         names, replies = self._run(counts)
         depths = {}
         for index, queue in enumerate(names):
-            ready, scheduled, leased = replies[3 * index:3 * index + 3]
+            ready, scheduled, leased, blocked = replies[4 * index:4 * index + 4]
             depth = QueueDepth(ready=int(ready), scheduled=int(scheduled),
-                               leased=max(0, int(leased or 0)))
+                               leased=max(0, int(leased or 0)),
+                               blocked=max(0, int(blocked or 0)))
             if queues or depth.total:
                 depths[queue] = depth
         return dict(sorted(depths.items()))
@@ -512,6 +523,37 @@ class RedisTransport(MonitorRole, Transport):
         return in_flight
 
     # -- rate limits -----------------------------------------------------------------
+
+    def set_rate_limit(self, task_name: str, rate: float | None) -> None:
+        base = f"{self.keys.flow_prefix}rate:{task_name}"
+
+        def store(client: Any) -> None:
+            client.hset(self.keys.rate_overrides, task_name, repr(float(rate or 0)))
+            # its blocked messages are looked at again by the next claim
+            names = [base, *client.scan_iter(match=f"{_glob(base)}:*", count=1000)]
+            for name in names:
+                key = name.decode() if isinstance(name, bytes) else name
+                client.zadd(self.keys.flow_due, {key[len(self.keys.flow_prefix):]: 0})
+            for queue in client.smembers(self.keys.queues):
+                client.publish(self.keys.wake(queue.decode()), "")
+
+        self._run(store)
+
+    def pause_queue(self, queue: str) -> bool:
+        return bool(self._run(lambda client: client.sadd(self.keys.paused, queue)))
+
+    def resume_queue(self, queue: str) -> bool:
+        def resume(client: Any) -> int:
+            removed = int(client.srem(self.keys.paused, queue))
+            if removed:
+                client.publish(self.keys.wake(queue), "")
+            return removed
+
+        return bool(self._run(resume))
+
+    def paused_queues(self) -> list[str]:
+        names = self._run(lambda client: client.smembers(self.keys.paused))
+        return sorted(name.decode() if isinstance(name, bytes) else name for name in names)
 
     def take_token(self, key: str, rate: float, capacity: float = 1.0) -> float:
         return float(self._run(lambda client: self._scripts.take_token(

@@ -41,6 +41,16 @@ The data model (``P`` is the prefix)::
     P chord:<id>        ZSET    header tasks of a chord whose results are stored, by
                                  their place in the header
     P chord:<id>:by     STRING  the header task whose result completed the chord
+    P paused            SET     names of paused queues (claims skip them)
+    P flow:<key>        HASH    a flow key: used (slots held by ready or leased
+                                 messages), waiting (messages blocked on it)
+    P gate:<key>        ZSET    messages blocked on a flow key, as a ready queue
+                                 (score -priority, member id)
+    P flowdue           ZSET    flow key -> when to look at it again (epoch seconds:
+                                 its next rate token, or a blocked message's eta)
+    P rates             HASH    task name -> rate set at run time ('0': none)
+    P blocked           HASH    queue -> blocked messages (for depth())
+    P uq:<key>          STRING  the task id holding a unique key (PX: unique_for)
     P control           STREAM  remote control commands for workers (app.control)
     P reply:<ticket>    HASH    hostname -> json reply to one control command
     P stats:<minute>    HASH    per-minute task counters (minute: epoch seconds):
@@ -116,6 +126,13 @@ class Keys:
         self.chord_prefix = f"{p}chord:"
         self.wake_prefix = f"{p}wake:"
         self.done_prefix = f"{p}done:"
+        self.paused = f"{p}paused"
+        self.flow_prefix = f"{p}flow:"
+        self.gate_prefix = f"{p}gate:"
+        self.flow_due = f"{p}flowdue"
+        self.unique_prefix = f"{p}uq:"
+        self.blocked = f"{p}blocked"
+        self.rate_overrides = f"{p}rates"
         self.control = f"{p}control"
         self.control_wake = f"{p}wake-control"
         self.reply_prefix = f"{p}reply:"

@@ -100,13 +100,17 @@ def prelude(keys: Keys) -> str:
              "inflight": keys.inflight, "workers": keys.workers,
              "worker_info": keys.worker_info, "heartbeats": keys.heartbeats,
              "beat": keys.beat, "revoked": keys.revoked,
-             "revoked_until": keys.revoked_until, "stats_total": keys.stats_total}
+             "revoked_until": keys.revoked_until, "stats_total": keys.stats_total,
+             "paused": keys.paused, "flow_due": keys.flow_due, "blocked": keys.blocked,
+             "rate_overrides": keys.rate_overrides}
     families = {"message": keys.message_prefix, "ready": keys.ready_prefix,
                 "scheduled": keys.scheduled_prefix, "held": keys.held_prefix,
                 "result": keys.result_prefix, "published": keys.publish_prefix,
                 "beat": keys.beat_prefix, "wake": keys.wake_prefix, "done": keys.done_prefix,
                 "settled": keys.settled_prefix, "ratelimit": keys.ratelimit_prefix,
-                "chord": keys.chord_prefix, "stats": keys.stats_prefix}
+                "chord": keys.chord_prefix, "stats": keys.stats_prefix,
+                "flow": keys.flow_prefix, "gate": keys.gate_prefix,
+                "unique": keys.unique_prefix}
 
     def table(values: dict[str, str]) -> str:
         return "{" + ", ".join(f"{k} = {_lua_string(v)}" for k, v in values.items()) + "}"
@@ -138,7 +142,7 @@ def _number(value: float | None) -> str:
 
 
 def pack_envelope(envelope: Envelope, now: float) -> list[Any]:
-    """The 13 arguments ``_lib.lua``'s ``read_envelope()`` reads.
+    """The 14 arguments ``_lib.lua``'s ``read_envelope()`` reads.
 
     The message id starts with run_at in microseconds (hex, fixed width), so ids sort by
     run_at; the script appends the arrival counter.
@@ -159,6 +163,7 @@ def pack_envelope(envelope: Envelope, now: float) -> list[Any]:
         envelope.header,
         envelope.body,
         "1" if eta is not None and eta > now else "0",
+        "" if envelope.flow is None else envelope.flow.dumps(),
     ]
 
 
@@ -243,15 +248,15 @@ def _optional_float(value: Any) -> float | None:
 
 
 def read_delivery(row: Sequence[Any], claimed_at: float | None = None) -> Delivery:
-    """A claim reply row: id, token, deliveries, t, n, q, p, r, x, a, c, h, b, revoked."""
+    """A claim reply row: id, token, deliveries, t, n, q, p, r, x, a, c, h, b, f, revoked."""
     key, token, deliveries, task_id, name, queue, priority, run_at, expires, acks_late, \
-        content_type, header, body, revoked = row
+        content_type, header, body, flow, revoked = row
     return Delivery(
         key=_text(key),
         token=_text(token),
         deliveries=int(deliveries),
         envelope=stored_envelope(task_id, name, queue, priority, run_at, expires,
-                                 acks_late == b"1", content_type, header, body),
+                                 acks_late == b"1", content_type, header, body, flow),
         revoked=revoked == b"1",
         claimed_at=claimed_at,
     )
@@ -345,11 +350,13 @@ class Scripts:
     # -- messages --------------------------------------------------------------------
 
     def publish(self, client: Any, envelopes: Sequence[Envelope], now: float,
-                publish_id: str, marker_ms: int) -> int:
+                publish_id: str, marker_ms: int) -> list[str] | None:
+        """Returns the task id each envelope stands for, None for a retried publish."""
         args: list[Any] = [publish_id, str(marker_ms), str(len(envelopes))]
         for envelope in envelopes:
             args += pack_envelope(envelope, now)
-        return int(self._run(client, "publish", args))
+        reply = self._run(client, "publish", args)
+        return [_text(task_id) for task_id in reply] if isinstance(reply, list) else None
 
     def claim(self, client: Any, queues: Sequence[str], limit: int, holder: str,
               lease_seconds: float, clock: float | None, now: float, claim_id: str,

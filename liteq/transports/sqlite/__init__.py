@@ -192,11 +192,11 @@ class SQLiteTransport(Transport):
 
     # -- messages: the queue, its leases, lost tasks (MessagesRole) ------------
 
-    def publish(self, envelopes: Sequence[Envelope]) -> None:
-        self._messages.publish(envelopes)
+    def publish(self, envelopes: Sequence[Envelope]) -> list[str] | None:
+        return self._messages.publish(envelopes)
 
-    def publish_on(self, connection: Any, envelopes: Sequence[Envelope]) -> None:
-        self._messages.publish_on(connection, envelopes)
+    def publish_on(self, connection: Any, envelopes: Sequence[Envelope]) -> list[str] | None:
+        return self._messages.publish_on(connection, envelopes)
 
     def notify_workers(self) -> None:
         self._messages.notify_workers()
@@ -316,6 +316,18 @@ class SQLiteTransport(Transport):
 
     def take_token(self, key: str, rate: float, capacity: float = 1.0) -> float:
         return self._coordination.take_token(key, rate, capacity)
+
+    def set_rate_limit(self, task_name: str, rate: float | None) -> None:
+        self._coordination.set_rate_limit(task_name, rate)
+
+    def pause_queue(self, queue: str) -> bool:
+        return self._coordination.pause_queue(queue)
+
+    def resume_queue(self, queue: str) -> bool:
+        return self._coordination.resume_queue(queue)
+
+    def paused_queues(self) -> list[str]:
+        return self._coordination.paused_queues()
 
     def register_worker(self, info: WorkerInfo) -> None:
         self._coordination.register_worker(info)

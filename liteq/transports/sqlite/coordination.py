@@ -10,7 +10,7 @@ from typing import Any
 from liteq import _clock
 from liteq.messages import Envelope
 from liteq.transports.base import BeatEntry, InFlight, Revocation, WorkerInfo
-from liteq.transports.sqlite import queries
+from liteq.transports.sqlite import flow, queries
 from liteq.transports.sqlite.rows import lease_group, message_row
 from liteq.transports.sqlite.state import SQLiteRole
 
@@ -61,7 +61,9 @@ class CoordinationRole(SQLiteRole):
         def fire(conn: sqlite3.Connection) -> bool:
             if conn.execute(queries.BEAT_ADVANCE, params).rowcount != 1:
                 return False  # another beat fired this tick
-            if envelope is not None:
+            if envelope is not None and envelope.flow is not None:  # limits, uniqueness
+                flow.publish(conn, [envelope], _clock.wall())
+            elif envelope is not None:
                 conn.execute(queries.PUBLISH, message_row(envelope, _clock.wall()))
             return True
 
@@ -114,6 +116,30 @@ class CoordinationRole(SQLiteRole):
             return max(0.0, (1.0 - tokens) / rate)
 
         return self._db.write(take)
+
+    def set_rate_limit(self, task_name: str, rate: float | None) -> None:
+        self._ensure_open()
+        self._db.write(lambda conn: flow.set_rate(conn, task_name, rate))
+        self._wake.workers.notify()
+
+    # -- paused queues ---------------------------------------------------------------
+
+    def pause_queue(self, queue: str) -> bool:
+        self._ensure_open()
+        return bool(self._db.write(
+            lambda conn: conn.execute(flow.PAUSE, (queue, _clock.wall())).rowcount))
+
+    def resume_queue(self, queue: str) -> bool:
+        self._ensure_open()
+        resumed = bool(self._db.write(lambda conn: conn.execute(flow.RESUME, (queue,)).rowcount))
+        if resumed:
+            self._wake.workers.notify()
+        return resumed
+
+    def paused_queues(self) -> list[str]:
+        self._ensure_open()
+        return [row[0] for row in self._db.read(
+            lambda conn: conn.execute(flow.PAUSED).fetchall())]
 
     # -- workers ---------------------------------------------------------------------
 

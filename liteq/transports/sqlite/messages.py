@@ -30,7 +30,7 @@ from liteq.transports.base import (
     Tally,
     runtime_bucket,
 )
-from liteq.transports.sqlite import queries
+from liteq.transports.sqlite import flow, queries
 from liteq.transports.sqlite.rows import (
     ClaimedRow,
     LostRow,
@@ -41,7 +41,7 @@ from liteq.transports.sqlite.rows import (
     message_row,
     result_row,
 )
-from liteq.transports.sqlite.schema import READY, SCHEDULED, STATE_NAMES
+from liteq.transports.sqlite.schema import BLOCKED, READY, SCHEDULED, STATE_NAMES
 from liteq.transports.sqlite.state import SQLiteRole
 
 logger = logging.getLogger("liteq.transports.sqlite")
@@ -53,18 +53,27 @@ class _NullListener(WakePipe):
 class MessagesRole(SQLiteRole):
     """Messages: the queue, its leases, and what happens when a lease is lost."""
 
-    def publish(self, envelopes: Sequence[Envelope]) -> None:
+    #: blocked messages a lost lease's freed slot admitted (wake workers after commit)
+    _admitted = 0
+
+    def publish(self, envelopes: Sequence[Envelope]) -> list[str] | None:
         self._ensure_open()
         now = _clock.wall()
+        if any(envelope.flow is not None for envelope in envelopes):
+            ids = self._db.write(lambda conn: flow.publish(conn, envelopes, now))
+            if not self._db.conn.in_transaction:
+                self._wake.workers.notify()
+            return ids
         rows = [message_row(envelope, now) for envelope in envelopes]
         if len(rows) == 1:
-            self._db.write(lambda conn: conn.execute(queries.PUBLISH, rows[0]))
+            self._db.write_one(queries.PUBLISH, rows[0])
         else:
             self._db.write(lambda conn: _insert_many(conn, rows))
         if not self._db.conn.in_transaction:  # else transaction() wakes workers at commit
             self._wake.workers.notify()
+        return None
 
-    def publish_on(self, connection: Any, envelopes: Sequence[Envelope]) -> None:
+    def publish_on(self, connection: Any, envelopes: Sequence[Envelope]) -> list[str] | None:
         """Publish through the caller's own open connection to this file, uncommitted.
 
         The messages exist if and only if the caller's transaction commits. Workers are
@@ -75,8 +84,14 @@ class MessagesRole(SQLiteRole):
         conn = getattr(connection, "connection", None)
         conn = conn() if callable(conn) else connection  # a peewee database
         now = _clock.wall()
-        conn.executemany(queries.PUBLISH, [message_row(envelope, now) for envelope in envelopes])
+        ids = None
+        if any(envelope.flow is not None for envelope in envelopes):
+            ids = flow.publish(conn, envelopes, now)
+        else:
+            conn.executemany(queries.PUBLISH, [message_row(envelope, now)
+                                               for envelope in envelopes])
         self._wake.workers.notify()
+        return ids
 
     def notify_workers(self) -> None:
         """Wake idle workers (after a transaction liteq did not commit itself)."""
@@ -106,28 +121,26 @@ class MessagesRole(SQLiteRole):
         if not settlements and (limit <= 0 or not queues):
             return [], []
         now = _clock.wall()
-        if not settlements and not self._claimable(queues, now):
+        named = {f"q{n}": queue for n, queue in enumerate(queues)}
+        if not settlements and not self._claimable(queues, named, now):
             return [], []  # an idle wake-up costs a read, never the write lock
-        claim = None
+        claim = promote = None
         if limit > 0 and queues:
             params: dict[str, Any] = {
                 "limit": limit,
                 "lease_until": _clock.lease_clock() + lease_seconds,
                 "worker": worker_id,
+                **named,
             }
-            params.update((f"q{n}", queue) for n, queue in enumerate(queues))
             claim = (queries.claim(len(queues)), params)
+            promote = (queries.promote(len(queues)), {"now": now, **named})
 
         def exchange(conn: sqlite3.Connection) -> tuple[_Settled, list[ClaimedRow], set[str]]:
             settled = _settle_in(conn, settlements, now)
             rows: list[ClaimedRow] = []
             revoked: set[str] = set()
-            if claim is not None:
-                for queue in queues:
-                    conn.execute(queries.PROMOTE, {"queue": queue, "now": now})
-                rows = list(map(ClaimedRow._make, conn.execute(*claim)))
-                if rows and hold_lease:
-                    conn.execute(queries.HOLD_LEASE, claim[1])
+            if claim is not None and promote is not None:
+                rows = _claim_in(conn, claim, promote, queues, now, settled, hold_lease)
                 if rows and conn.execute(queries.ANY_REVOKED).fetchone():
                     ids = json.dumps([str(row.task_id) for row in rows])
                     revoked = {r[0] for r in conn.execute(queries.REVOKED_AMONG, (ids,))}
@@ -157,16 +170,23 @@ class MessagesRole(SQLiteRole):
         last = self._leases_held.get(holder)
         return last is None or _clock.lease_clock() - last >= lease_seconds / 4
 
-    def _claimable(self, queues: Sequence[str], now: float) -> bool:
-        def probe(conn: sqlite3.Connection) -> bool:
-            for queue in queues:
-                if conn.execute(queries.READY_EXISTS, (queue,)).fetchone():
-                    return True
-                if conn.execute(queries.DUE_EXISTS, (queue, now)).fetchone():
-                    return True
-            return False
+    def _claimable(self, queues: Sequence[str], named: dict[str, str], now: float) -> bool:
+        def flow_due(conn: sqlite3.Connection) -> bool:  # a rate token came for a key
+            due = conn.execute(queries.FLOW_DUE).fetchone()[0]
+            return due is not None and due <= now
 
-        return self._db.read(probe)
+        if len(queues) == 1:  # the common case: two point look-ups, most often one
+            queue = queues[0]
+
+            def probe(conn: sqlite3.Connection) -> bool:
+                return bool(conn.execute(queries.READY_EXISTS, (queue,)).fetchone()
+                            or conn.execute(queries.DUE_EXISTS, (queue, now)).fetchone()
+                            or flow_due(conn))
+
+            return self._db.read(probe)
+        sql, params = queries.claimable(len(queues)), {"now": now, **named}
+        return bool(self._db.read(
+            lambda conn: conn.execute(sql, params).fetchone()[0] or flow_due(conn)))
 
     def extend_leases(self, worker_id: str, lease_seconds: float) -> int:
         self._ensure_open()
@@ -233,15 +253,18 @@ class MessagesRole(SQLiteRole):
         for row in map(LostRow._make, rows):
             acks_late = bool(row.acks_late)
             if acks_late and row.deliveries < policy.max_deliveries:
-                conn.execute(queries.REQUEUE, (row.id,))
+                conn.execute(queries.REQUEUE, (row.id,))  # keeps its concurrency slot
                 report.requeued.append(row.task_id)
                 continue
             template = policy.exhausted if acks_late else policy.lost
             conn.execute(queries.DROP, (row.id,))
+            envelope = lost_envelope(row)
+            if envelope.flow is not None:  # its slot comes back, its unique key is free
+                self._admitted += flow.release(conn, envelope.flow, row.task_id, now)
             record = replace(template, task_id=row.task_id, task_name=row.task_name,
                              date_done=now)
             if policy.finish is not None:  # the call kept, a chord's part counted
-                record, publish = policy.finish(lost_envelope(row), record)
+                record, publish = policy.finish(envelope, record)
                 if publish:
                     self.publish_on(conn, publish)
             results.append(result_row(record, now))
@@ -282,7 +305,8 @@ class MessagesRole(SQLiteRole):
     def _after_lost(self, report: ReapReport) -> None:
         if report.failed:
             self._wake.waiters.notify(report.failed)
-        if report.requeued:
+        admitted, self._admitted = self._admitted, 0
+        if report.requeued or admitted:
             self._wake.workers.notify()
 
     def next_eta(self, queues: Sequence[str]) -> float | None:
@@ -290,6 +314,7 @@ class MessagesRole(SQLiteRole):
 
         def earliest(conn: sqlite3.Connection) -> float | None:
             etas = [conn.execute(queries.NEXT_ETA, (queue,)).fetchone()[0] for queue in queues]
+            etas.append(conn.execute(queries.FLOW_DUE).fetchone()[0])  # blocked: a token
             # numbers sort before text in SQLite: a text eta (another program's row,
             # failed as unreachable) is the minimum only when no real one is there
             found = [eta for eta in etas if type(eta) in (int, float)]
@@ -300,10 +325,17 @@ class MessagesRole(SQLiteRole):
     def purge(self, queues: Sequence[str] | None = None) -> int:
         self._ensure_open()
         message = self._models.Message
-        query = message.delete().where(message.state.in_([READY, SCHEDULED]))
+        query = message.delete().where(message.state.in_([READY, SCHEDULED, BLOCKED]))
         if queues:
             query = query.where(message.queue.in_(list(queues)))
-        return int(self._db.write(lambda _conn: query.execute()))
+
+        def purge(conn: sqlite3.Connection) -> int:
+            count = int(query.execute())
+            if conn.execute(flow.ANY_FLOW).fetchone():
+                flow.recount(conn)  # slots and waiting counts of the messages left
+            return count
+
+        return int(self._db.write(purge))
 
     def depth(self, queues: Sequence[str] | None = None) -> dict[str, QueueDepth]:
         self._ensure_open()
@@ -350,6 +382,38 @@ class _Settled:
         self.released = 0
 
 
+def _claim_in(conn: sqlite3.Connection, claim: tuple[str, dict[str, Any]],
+              promote: tuple[str, dict[str, Any]], queues: Sequence[str], now: float,
+              settled: _Settled, hold_lease: bool) -> list[ClaimedRow]:
+    """CLAIM inside the exchange: due scheduled messages promoted, then the lease.
+
+    Flow control costs one indexed read (FLOW_STATE); more only when a flow key is
+    due (blocked messages admitted first) or a queue is paused (left out).
+    """
+    sql, params = claim
+    promote_sql, promote_params = promote
+    due, paused = conn.execute(flow.FLOW_STATE).fetchone()
+    if due is not None and due <= now:
+        settled.released += flow.wake_due(conn, now)
+    if paused != "[]":
+        stopped = set(json.loads(paused))
+        queues = [queue for queue in queues if queue not in stopped]
+        if not queues:
+            return []
+        named = {f"q{n}": queue for n, queue in enumerate(queues)}
+        params = {"limit": params["limit"], "lease_until": params["lease_until"],
+                  "worker": params["worker"], **named}
+        sql = queries.claim(len(queues))
+        promote_sql, promote_params = queries.promote(len(queues)), {"now": now, **named}
+    conn.execute(promote_sql, promote_params)
+    rows = list(map(ClaimedRow._make, conn.execute(sql, params)))
+    if rows and hold_lease:
+        conn.execute(queries.HOLD_LEASE, params)
+    if any(row.flow is not None for row in rows):
+        flow.claimed(conn, rows)
+    return rows
+
+
 def _insert_many(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     """PUBLISH_MANY: many rows per statement (a third cheaper per row than executemany)."""
     size = queries.PUBLISH_CHUNK
@@ -375,24 +439,33 @@ def _ack(conn: sqlite3.Connection, leases: Sequence[Delivery | LeaseRef]) -> set
     return {row[0] for row in conn.execute(queries.ack_many(len(leases)), params)}
 
 
+def _release(conn: sqlite3.Connection, settlement: Settlement, now: float) -> bool:
+    """Put a leased message back (RELEASE, REDELIVER, RELEASE_UNTIL) if its token
+    matches; one under a concurrency or rate limit released until later waits blocked."""
+    delivery = settlement.delivery
+    lease = (delivery.key, delivery.token)
+    held = getattr(getattr(delivery, "envelope", None), "flow", None)
+    if held is not None and held.gated and settlement.release_at is not None:
+        return flow.block_again(conn, held, *lease, settlement.release_at, now)
+    if settlement.release_at is not None:
+        return bool(conn.execute(queries.RELEASE_UNTIL, (settlement.release_at, *lease)
+                                 ).rowcount == 1)
+    if settlement.redeliver:
+        return bool(conn.execute(queries.REDELIVER, lease).rowcount == 1)
+    return bool(conn.execute(queries.RELEASE, lease).rowcount == 1)
+
+
 def _settle_in(conn: sqlite3.Connection, settlements: Sequence[Settlement], now: float) -> _Settled:
     """SETTLE: remove (or release) each message whose token still matches; store its
     result and publish its follow-ups in the same transaction."""
     settled = _Settled()
-    published: list[tuple[Any, ...]] = []
+    published: list[Envelope] = []
     tallies: list[Tally] = []
     acked = _ack(conn, [s.delivery for s in settlements if not s.release])
     for settlement in settlements:
         delivery = settlement.delivery
         if settlement.release:
-            if settlement.release_at is not None:
-                params: tuple[Any, ...] = (settlement.release_at, delivery.key, delivery.token)
-                ok = conn.execute(queries.RELEASE_UNTIL, params).rowcount == 1
-            elif settlement.redeliver:
-                ok = conn.execute(queries.REDELIVER, (delivery.key, delivery.token)
-                                  ).rowcount == 1
-            else:
-                ok = conn.execute(queries.RELEASE, (delivery.key, delivery.token)).rowcount == 1
+            ok = _release(conn, settlement, now)
             settled.accepted.append(ok)
             settled.released += ok
             continue
@@ -404,11 +477,21 @@ def _settle_in(conn: sqlite3.Connection, settlements: Sequence[Settlement], now:
             tallies.append(settlement.tally)
         if settlement.result is not None:
             settled.results.append(result_row(settlement.result, now))
-        published.extend(message_row(envelope, now) for envelope in settlement.publish)
+        published.extend(settlement.publish)
+        envelope = getattr(delivery, "envelope", None)
+        if envelope is not None and envelope.flow is not None:
+            # A slot is free (the next of its key is admitted); the unique key too,
+            # unless the task goes on (a retry: the same task id published again).
+            again = any(e.task_id == envelope.task_id for e in settlement.publish)
+            settled.released += flow.release(conn, envelope.flow, envelope.task_id, now,
+                                             finished=not again)
     if settled.results:
         conn.executemany(queries.STORE_RESULT, settled.results)
     if published:
-        conn.executemany(queries.PUBLISH, published)
+        if any(envelope.flow is not None for envelope in published):
+            flow.publish(conn, published, now)
+        else:
+            conn.executemany(queries.PUBLISH, [message_row(e, now) for e in published])
         settled.published = len(published)
     if tallies:
         count_tasks(conn, tallies, now)

@@ -48,6 +48,7 @@ class ClaimedRow(NamedTuple):
     content_type: str
     header: bytes
     body: bytes
+    flow: str | None  #: flow control json (messages.Flow), NULL for most messages
 
 
 class ResultRow(NamedTuple):
@@ -85,6 +86,7 @@ class LostRow(NamedTuple):
     content_type: str
     header: bytes
     body: bytes
+    flow: str | None
 
 
 class StoredRow(NamedTuple):
@@ -107,6 +109,8 @@ class StoredRow(NamedTuple):
 
 
 MESSAGE_COLUMNS = ", ".join(MessageRow._fields)
+#: A message with flow control: its flow json and the key it waits on, if blocked.
+MESSAGE_COLUMNS_FLOW = f"{MESSAGE_COLUMNS}, flow, gate"
 STORED_COLUMNS = ", ".join(StoredRow._fields)
 CLAIMED_COLUMNS = ", ".join(ClaimedRow._fields)
 LOST_COLUMNS = ", ".join(LostRow._fields)
@@ -122,7 +126,7 @@ def delivery(row: ClaimedRow, revoked: bool = False, claimed_at: float | None = 
         deliveries=row.deliveries,
         envelope=stored_envelope(
             row.task_id, row.task_name, row.queue, row.priority, row.run_at, row.expires,
-            row.acks_late, row.content_type, row.header, row.body,
+            row.acks_late, row.content_type, row.header, row.body, row.flow,
         ),
         revoked=revoked,
         claimed_at=claimed_at,
@@ -133,7 +137,7 @@ def lost_envelope(row: LostRow) -> Envelope:
     """The envelope of a message reaping fails."""
     return stored_envelope(
         row.task_id, row.task_name, row.queue, row.priority, row.run_at, row.expires,
-        row.acks_late, row.content_type, row.header, row.body,
+        row.acks_late, row.content_type, row.header, row.body, row.flow,
     )
 
 
@@ -208,6 +212,7 @@ def lease_group(worker_id: str, lease_seconds: float) -> dict[str, Any]:
 __all__ = [
     "CLAIMED_COLUMNS",
     "MESSAGE_COLUMNS",
+    "MESSAGE_COLUMNS_FLOW",
     "RESULT_COLUMNS",
     "STORED_COLUMNS",
     "ClaimedRow",

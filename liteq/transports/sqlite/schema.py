@@ -19,14 +19,18 @@ from liteq.transports.sqlite.connection import Database, open_read_only
 #: High 16 bits of ``user_version`` in a liteq file ("LQ").
 MAGIC = 0x4C51 << 16
 #: The schema this liteq writes.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _ZERO = pw.SQL("DEFAULT 0")
 
 # Message states (the ``state`` column).
 READY, LEASED, SCHEDULED = 0, 1, 2
+#: Waiting for a concurrency slot or a rate token (flow control, schema 6): never
+#: claimed; the settle that frees a slot, or the claim once a token is due, makes it
+#: ready (``flow.py``).
+BLOCKED = 3
 #: The states by the names ``inspect`` and the contract use (``StoredMessage.state``).
-STATE_NAMES = {READY: "ready", LEASED: "leased", SCHEDULED: "scheduled"}
+STATE_NAMES = {READY: "ready", LEASED: "leased", SCHEDULED: "scheduled", BLOCKED: "blocked"}
 
 
 def make_models(database: pw.Database) -> SimpleNamespace:
@@ -56,6 +60,10 @@ def make_models(database: pw.Database) -> SimpleNamespace:
         content_type = pw.TextField()
         header = pw.BlobField()
         body = pw.BlobField()
+        #: flow control, json (messages.Flow.dumps); NULL for most messages (schema 6)
+        flow = pw.TextField(null=True)
+        #: the flow key a BLOCKED message waits on (schema 6)
+        gate = pw.TextField(null=True)
 
         class Meta:
             table_name = "liteq_messages"
@@ -291,9 +299,47 @@ def _v5(models: SimpleNamespace) -> None:
             database.execute_sql(f"ALTER TABLE {table} ADD COLUMN {column} REAL")
 
 
+def _v6(models: SimpleNamespace) -> None:
+    # Flow control (liteq.flow, transports/sqlite/flow.py): two columns on messages,
+    # BLOCKED messages by the key they wait on, and three small tables.
+    database = models.Message._meta.database
+    table = models.Message._meta.table_name
+    columns = {column.name for column in database.get_columns(table)}
+    for column in ("flow", "gate"):
+        if column not in columns:  # a file made by this schema has them from _v1
+            database.execute_sql(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+    database.execute_sql(
+        f"CREATE INDEX IF NOT EXISTS liteq_messages_blocked ON {table} "
+        f"(gate, priority DESC, run_at) WHERE state = {BLOCKED}"
+    )
+    # A flow key: slots taken (ready or leased messages of a concurrency key), messages
+    # blocked on it, and for a rate key, when its next token is due (lease clock).
+    database.execute_sql(
+        "CREATE TABLE IF NOT EXISTS liteq_flow (key TEXT PRIMARY KEY, "
+        "used INTEGER NOT NULL DEFAULT 0, waiting INTEGER NOT NULL DEFAULT 0, "
+        "due REAL) WITHOUT ROWID"
+    )
+    database.execute_sql(
+        "CREATE INDEX IF NOT EXISTS liteq_flow_due ON liteq_flow (due) WHERE due IS NOT NULL"
+    )
+    database.execute_sql(
+        "CREATE TABLE IF NOT EXISTS liteq_unique (key TEXT PRIMARY KEY, task_id TEXT NOT NULL, "
+        "expires_at REAL) WITHOUT ROWID"
+    )
+    # app.control.rate_limit(): a task's rate as set at run time (NULL: no limit)
+    database.execute_sql(
+        "CREATE TABLE IF NOT EXISTS liteq_rate_overrides (task TEXT PRIMARY KEY, rate REAL) "
+        "WITHOUT ROWID"
+    )
+    database.execute_sql(
+        "CREATE TABLE IF NOT EXISTS liteq_paused (queue TEXT PRIMARY KEY, since REAL NOT NULL) "
+        "WITHOUT ROWID"
+    )
+
+
 #: version -> migration that brings the schema from version - 1 to version
-MIGRATIONS: dict[int, Callable[[SimpleNamespace], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4,
-                                                            5: _v5}
+MIGRATIONS: dict[int, Callable[[SimpleNamespace], None]] = {
+    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
 
 
 def _version(conn: sqlite3.Connection) -> int:
@@ -402,6 +448,7 @@ def ensure_schema(database: Database, models: SimpleNamespace) -> None:
 
 
 __all__ = [
+    "BLOCKED",
     "LEASED",
     "MAGIC",
     "READY",

@@ -4,7 +4,8 @@
 -- Due scheduled messages are promoted first. Each claimed message gets the token
 -- "<claim id>.<n>" and one more delivery; the holder's lease deadline is pushed out.
 -- A claim id seen before (a retry after a lost reply) returns that claim again.
--- Returns one array per message: id, token, deliveries, the envelope fields, then
+-- Returns one array per message: id, token, deliveries, the envelope fields, its flow
+-- control json (false when none), then
 -- '1' when the task was revoked before it was claimed (its worker records REVOKED).
 local holder, limit = nextarg(), tonumber(nextarg())
 local lease_seconds, clock, now_wall = tonumber(nextarg()), nextarg(), nextarg()
@@ -13,8 +14,18 @@ local queues = {}
 for i = 1, tonumber(nextarg()) do
   queues[i] = nextarg()
 end
+-- Paused queues (app.control.pause_queue) are left out; one EXISTS when none is.
+if redis.call('EXISTS', KEY.paused) == 1 then
+  local open = {}
+  for _, queue in ipairs(queues) do
+    if redis.call('SISMEMBER', KEY.paused, queue) == 0 then
+      open[#open + 1] = queue
+    end
+  end
+  queues = open
+end
 
-local FIELDS = {'t', 'n', 'q', 'p', 'r', 'x', 'a', 'c', 'h', 'b'}
+local FIELDS = {'t', 'n', 'q', 'p', 'r', 'x', 'a', 'c', 'h', 'b', 'f'}
 
 local any_revoked = redis.call('EXISTS', KEY.revoked_until) == 1
 
@@ -38,6 +49,12 @@ if last and string.sub(last, 1, #claim_id + 1) == claim_id .. ' ' then
   end
   return out
 end
+
+-- Flow control: blocked messages whose rate token (or eta) is due are admitted
+-- first; one ZRANGEBYSCORE when none is.
+local flow_woken = {}
+flow_wake_due(lease_now(''), flow_woken)
+wake(flow_woken)
 
 -- Due scheduled messages become ready (at most ``budget`` per queue and call).
 for _, queue in ipairs(queues) do
@@ -94,6 +111,12 @@ for _, id in ipairs(ids) do
     local d = delivery(id, token, deliveries)
     lease_taken(id, d[6], d[4], holder)
     out[#out + 1] = d
+    if d[14] then  -- flow control: a unique key held until the task starts is free
+      local f = cjson.decode(d[14])
+      if f.uk and f.uu == 'started' and redis.call('GET', P.unique .. f.uk) == d[4] then
+        redis.call('DEL', P.unique .. f.uk)
+      end
+    end
   end
 end
 if #taken > 0 then

@@ -1,5 +1,6 @@
 -- PURGE: delete waiting (ready and scheduled) messages of the given queues, or of
--- every queue when none is given. ARGV: queue count, queues...
+-- every queue when none is given (messages blocked by flow control stay).
+-- ARGV: queue count, queues...
 -- Returns how many were deleted.
 local queues = {}
 for i = 1, tonumber(nextarg()) do
@@ -16,6 +17,11 @@ for _, queue in ipairs(queues) do
       local batch = {}
       for i = start, math.min(start + 499, #ids) do
         batch[#batch + 1] = P.message .. ids[i]
+        -- a ready message of a concurrency key holds a slot; a unique one its key
+        local m = redis.call('HMGET', P.message .. ids[i], 'f', 't')
+        if m[1] then
+          flow_release(m[1], m[2], true, {})
+        end
       end
       deleted = deleted + redis.call('DEL', unpack(batch))
     end

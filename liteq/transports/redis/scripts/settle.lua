@@ -31,7 +31,7 @@ for s = 1, count do
     lease_ended(id, m)
     redis.call('SET', P.settled .. id, token, 'PX', marker_ttl)
     if is_release == '1' and release_at ~= '' then
-      release_until(id, m, release_at)
+      release_until(id, m, release_at, woken)
     elseif is_release == '1' then
       release(id, m, woken)
     elseif is_release == '2' then
@@ -40,6 +40,13 @@ for s = 1, count do
       redis.call('DEL', P.message .. id)
       if result then
         store_result(result)
+      end
+      if m.flow then  -- free its slot; its unique key too, unless it is retried
+        local again = false
+        for _, env in ipairs(follow) do
+          again = again or env.task_id == m.task_id
+        end
+        flow_release(m.flow, m.task_id, not again, woken)
       end
       for _, env in ipairs(follow) do
         publish(env, woken)
