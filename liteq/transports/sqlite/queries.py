@@ -16,7 +16,7 @@ from liteq.transports.sqlite.rows import (
     MESSAGE_COLUMNS_FLOW,
     RESULT_COLUMNS,
 )
-from liteq.transports.sqlite.schema import LEASED, READY, SCHEDULED
+from liteq.transports.sqlite.schema import BLOCKED, LEASED, READY, SCHEDULED
 
 _MESSAGE_COLUMNS = MESSAGE_COLUMNS
 
@@ -209,7 +209,8 @@ DROP = "DELETE FROM liteq_messages WHERE id = ?"
 #: ``liteq doctor``).
 UNREACHABLE = (
     f"SELECT * FROM (SELECT {LOST_COLUMNS}, CASE "
-    f"WHEN typeof(state) != 'integer' OR state NOT IN ({READY}, {LEASED}, {SCHEDULED}) "
+    f"WHEN typeof(state) != 'integer' OR state NOT IN ({READY}, {LEASED}, {SCHEDULED}, "
+    f"{BLOCKED}) "
     "THEN 'its state ' || quote(state) || ' is none a claim serves' "
     "WHEN typeof(queue) != 'text' THEN 'its queue name is ' || typeof(queue) || ', not text' "
     f"WHEN state = {SCHEDULED} AND typeof(run_at) NOT IN ('integer', 'real') "
