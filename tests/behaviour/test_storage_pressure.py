@@ -120,3 +120,21 @@ def test_a_full_disk_gives_callers_a_typed_error_and_loses_nothing(
         project.worker(database=str(db))
         for res in accepted:
             wait_for(lambda res=res: res.state == "SUCCESS", timeout=30, message=res.id)
+
+
+@pytest.mark.sqlite_only(reason="fills the filesystem of the SQLite file")
+def test_a_worker_started_on_a_full_disk_says_so(project: Project, tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk") as disk:
+        db = disk / "tasks.db"
+        tasks = _module(project, f"sqlite:///{db}")
+        waiting = tasks.add.delay(1, 2)  # type: ignore[attr-defined]
+        filler = _fill(disk)
+        done = project.liteq("worker", str(db), "-P", "solo", timeout=60)
+        assert done.returncode != 0
+        line = done.stderr.strip().splitlines()[-1]
+        assert str(db) in line and "disk full" in line.replace("disk is full", "disk full"), \
+            done.stderr
+        assert "not a SQLite database" not in done.stderr  # it is one: the disk is full
+        os.unlink(filler)
+        project.worker(database=str(db))
+        assert waiting.get(timeout=30) == 3

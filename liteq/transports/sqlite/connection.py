@@ -31,6 +31,7 @@ import peewee
 
 from liteq import platforms
 from liteq.exceptions import (
+    LiteQError,
     NetworkFilesystemError,
     OperationalError,
     StorageError,
@@ -97,6 +98,27 @@ def _is_busy(exc: sqlite3.Error) -> bool:
         return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
     text = str(exc)
     return "locked" in text or "busy" in text
+
+
+def storage_error(path: str, exc: sqlite3.Error) -> Exception:
+    """liteq's error for a SQLite error on ``path``, by SQLite's error code.
+
+    A full disk and I/O errors are :class:`OperationalError` (a writer may retry once
+    space is freed); only a file SQLite says is not a database, or corrupt, is called so.
+    """
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_FULL"):
+        return OperationalError(f"{path}: the disk is full ({exc})")
+    if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")):
+        return OperationalError(f"{path}: {exc} ({name}; is the disk full, or the file or "
+                                "its directory not writable?)")
+    if name.startswith("SQLITE_NOTADB"):
+        return StorageError(f"{path} is not a SQLite database ({exc})")
+    if name.startswith("SQLITE_CORRUPT"):
+        return StorageError(f"{path} is corrupt: {exc}")
+    if isinstance(exc, sqlite3.OperationalError):
+        return OperationalError(f"{path}: {exc}")
+    return StorageError(f"{path}: {exc}")
 
 
 def mount_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
@@ -205,6 +227,17 @@ class _PeeweeDatabase(peewee.SqliteDatabase):
     def _connect(self) -> sqlite3.Connection:
         return self._owner.new_connection()
 
+    def connect(self, reuse_if_open: bool = False) -> bool:
+        try:
+            return bool(super().connect(reuse_if_open))
+        except peewee.PeeweeException as exc:
+            # peewee re-raises an error by its class name (liteq's OperationalError
+            # would become peewee's): give the caller liteq's own, as it was raised
+            original = getattr(exc, "orig", None)
+            if isinstance(original, LiteQError):
+                raise original from None
+            raise
+
 
 class Database:
     """A SQLite file opened the liteq way.
@@ -259,7 +292,7 @@ class Database:
         except sqlite3.DatabaseError as exc:
             if _is_busy(exc):
                 raise
-            raise StorageError(f"{self.path} is not a SQLite database ({exc})") from exc
+            raise storage_error(self.path, exc) from exc
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -319,16 +352,7 @@ class Database:
             delay = min(delay * 2, 0.005)
 
     def _wrap(self, exc: sqlite3.Error) -> Exception:
-        name = getattr(exc, "sqlite_errorname", "") or ""
-        if name.startswith(("SQLITE_FULL",)):
-            return OperationalError(f"{self.path}: the disk is full ({exc})")
-        if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")):
-            return OperationalError(f"{self.path}: {exc} ({name})")
-        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-            return StorageError(f"{self.path} is corrupt or not a SQLite database: {exc}")
-        if isinstance(exc, sqlite3.OperationalError):
-            return OperationalError(f"{self.path}: {exc}")
-        return StorageError(f"{self.path}: {exc}")
+        return storage_error(self.path, exc)
 
     def write(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``body(conn)`` in one ``BEGIN IMMEDIATE`` transaction and commit.
@@ -418,4 +442,5 @@ __all__ = [
     "filesystem_of",
     "mount_type",
     "open_read_only",
+    "storage_error",
 ]

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import peewee as pw
 
-from liteq.exceptions import StorageError
-from liteq.transports.sqlite.connection import Database, open_read_only
+from liteq.exceptions import OperationalError, StorageError
+from liteq.transports.sqlite.connection import Database, open_read_only, storage_error
 
 #: High 16 bits of ``user_version`` in a liteq file ("LQ").
 MAGIC = 0x4C51 << 16
@@ -407,7 +407,7 @@ def probe_store(path: str) -> int:
         raw = _version(conn)
         tables = _liteq_tables(conn)
     except sqlite3.DatabaseError as exc:
-        raise StorageError(f"{path} is not a SQLite database ({exc})") from exc
+        raise storage_error(path, exc) from exc
     finally:
         conn.close()
     version = check_version(path, raw, tables)
@@ -428,8 +428,10 @@ def ensure_schema(database: Database, models: SimpleNamespace) -> None:
     try:
         raw = database.read(lambda conn: _version(conn))
         tables = database.read(_liteq_tables)
-    except StorageError:
+    except (StorageError, OperationalError):
         raise
+    except sqlite3.Error as exc:
+        raise storage_error(database.path, exc) from exc
     except Exception as exc:
         raise StorageError(f"{database.path} is not a SQLite database: {exc}") from exc
     version = check_version(database.path, raw, tables)
