@@ -23,12 +23,28 @@ worker whose lease was taken over cannot ack, store a result, or renew.
 from __future__ import annotations
 
 import abc
-import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from liteq.messages import Envelope
+from liteq.transports.counts import (  # re-exported: part of the contract
+    COUNTS_KEPT,
+    LOST,
+    RUNTIME_BUCKETS,
+    Tally,
+    TaskCount,
+    runtime_bucket,
+)
+from liteq.transports.views import (  # re-exported: part of the contract
+    BeatEntry,
+    ControlCommand,
+    InFlight,
+    QueueDepth,
+    Revocation,
+    StoredMessage,
+    WorkerInfo,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,53 +126,6 @@ class Settlement:
     tally: Tally | None = None
 
 
-#: Upper bounds (seconds) of the run-time buckets the task counters keep; the last is
-#: infinite. A counter row's ``bucket`` is an index into this tuple.
-RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                   60.0, 300.0, float("inf"))
-
-
-#: The counters' pseudo-state of a lease that ran out and was taken over (its task
-#: queued again or failed).
-LOST = "LOST"
-
-#: Seconds the per-minute task counters are kept (older ones are summed into one row).
-COUNTS_KEPT = 8 * 86400.0
-
-
-def runtime_bucket(seconds: float | None) -> int:
-    """The index in :data:`RUNTIME_BUCKETS` of the first bound at or above ``seconds``;
-    -1 for a task that did not run (revoked before it started, lost)."""
-    if seconds is None:
-        return -1
-    return bisect.bisect_left(RUNTIME_BUCKETS, seconds)
-
-
-@dataclass(frozen=True, slots=True)
-class Tally:
-    """One finished task as the per-minute counters count it (see ``task_counts``):
-    its name, the state it reached, and how long it ran (None: it did not run)."""
-
-    task_name: str
-    state: str
-    runtime: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TaskCount:
-    """A counter row: tasks named ``task_name`` that reached ``state`` in the minute
-    starting at ``minute`` (epoch seconds; 0.0 for everything older than the per-minute
-    rows kept), ran for a time in run-time bucket ``bucket`` (-1: did not run), how many
-    and their total run time."""
-
-    minute: float
-    task_name: str
-    state: str
-    bucket: int
-    count: int
-    runtime: float = 0.0
-
-
 @dataclass(frozen=True, slots=True)
 class LostTaskPolicy:
     """What reaping does with a message whose lease ran out.
@@ -185,100 +154,6 @@ class ReapReport:
 
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class QueueDepth:
-    """Messages in a queue by state."""
-
-    ready: int = 0
-    scheduled: int = 0
-    leased: int = 0
-    #: waiting for a concurrency slot or a rate token (flow control)
-    blocked: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.ready + self.scheduled + self.leased + self.blocked
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    """A live (or recently live) worker, as registered and heartbeated."""
-
-    id: str
-    hostname: str
-    pid: int
-    queues: tuple[str, ...]
-    concurrency: int
-    pool: str
-    started_at: float
-    heartbeat_at: float = 0.0
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Revocation:
-    """A revoked task id, and whether a worker running it should be killed."""
-
-    task_id: str
-    terminate: bool = False
-    signal: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class InFlight:
-    """A claimed message, for ``inspect active``."""
-
-    holder: str
-    task_id: str
-    task_name: str
-    queue: str
-
-
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    """A waiting or claimed message as ``inspect`` and the event monitor see it.
-
-    ``state`` is ``"ready"``, ``"scheduled"`` (waiting for its eta) or ``"leased"``
-    (``holder`` has it); ``key`` is the transport's handle, unique while it is stored.
-    """
-
-    key: Any
-    state: str
-    envelope: Envelope
-    holder: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ControlCommand:
-    """A remote control command for workers (``app.control.broadcast``).
-
-    ``destination`` None reaches every worker; ``reply`` asks each worker that acts on
-    it to store a reply under ``ticket``.
-    """
-
-    ticket: str
-    name: str
-    arguments: dict[str, Any] = field(default_factory=dict)
-    destination: tuple[str, ...] | None = None
-    reply: bool = False
-    sent_at: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class BeatEntry:
-    """A periodic task as stored: its definition, and when it runs next.
-
-    ``definition`` and ``schedule`` are json (made by the beat); times are epoch seconds.
-    """
-
-    name: str
-    definition: bytes
-    schedule: str
-    next_run_at: float
-    last_run_at: float | None = None
-    total_run_count: int = 0
 
 
 class Listener(Protocol):
