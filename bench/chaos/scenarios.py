@@ -93,6 +93,7 @@ def kill_workers(transport: str, size: int, seconds: float, acks_late: bool) -> 
     finally:
         world.close()
         row.crashes = world.crashes
+        row.notes.extend(world.crash_reasons)
     row.duplicates, row.explained = _duplicates(world, ids)
     return row
 
@@ -134,6 +135,7 @@ def producers(transport: str, size: int, count: int = 8) -> Row:
     finally:
         world.close()
         row.crashes = world.crashes
+        row.notes.extend(world.crash_reasons)
     return row
 
 
@@ -159,6 +161,7 @@ def stop_past_lease(transport: str, size: int) -> Row:
     finally:
         world.close()
         row.crashes = world.crashes
+        row.notes.extend(world.crash_reasons)
     row.duplicates, row.explained = _duplicates(world, ids)
     refused = len(world.lease_losses())
     row.notes.append(f"{refused} stale outcome(s) refused by the lease fence; "
@@ -213,6 +216,7 @@ def copies_under_load(transport: str, copies: int) -> Row:
     finally:
         world.close()
         row.crashes = world.crashes
+        row.notes.extend(world.crash_reasons)
     return row
 
 
@@ -223,7 +227,8 @@ def disk_full(transport: str, size: int) -> Row:
         return _not_applicable(row)
     mount = Path(f"/tmp/liteq-chaos-disk-{uuid.uuid4().hex[:8]}")
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+    # room for the WAL a producer lets grow before it checkpoints (4,000 pages)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         mount.rmdir()
@@ -242,6 +247,8 @@ def disk_full(transport: str, size: int) -> Row:
         world.env["CHAOS_BROKER"] = f"sqlite:///{mount / 'chaos.db'}"
         sent = [add.delay(n, 1).id for n in range(size // 2)]
         worker = world.worker(concurrency=2)
+        # the disk fills while the worker claims and settles, not while it starts
+        world.wait_final(sent[:1], timeout=30)
         filler = mount / "filler"
         with open(filler, "wb") as handle, contextlib.suppress(OSError):
             while True:
@@ -275,6 +282,7 @@ def disk_full(transport: str, size: int) -> Row:
     finally:
         world.close()
         row.crashes = world.crashes
+        row.notes.extend(world.crash_reasons)
         subprocess.run(["umount", "-l", str(mount)], check=False)
         with contextlib.suppress(OSError):
             mount.rmdir()
@@ -373,6 +381,7 @@ def redis_killed(transport: str, size: int) -> Row:
     finally:
         world.close()
         row.crashes = world.crashes
+        row.notes.extend(world.crash_reasons)
     return row
 
 
@@ -416,6 +425,7 @@ def lock_held(transport: str, size: int, seconds: float) -> Row:
     finally:
         world.close()
         row.crashes = world.crashes
+        row.notes.extend(world.crash_reasons)
     row.duplicates, row.explained = _duplicates(world, ids)
     lost = world.worker_logs().count("lost its worker process")
     if lost:
@@ -454,4 +464,5 @@ def expiry(transport: str, size: int) -> Row:
     finally:
         world.close()
         row.crashes = world.crashes
+        row.notes.extend(world.crash_reasons)
     return row

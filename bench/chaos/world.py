@@ -136,6 +136,7 @@ class World:
         self.workers: list[subprocess.Popen[bytes]] = []
         self.killed: set[int] = set()
         self.crashes = 0  # workers that exited by themselves
+        self.crash_reasons: list[str] = []  # their exit code and last log line
         sys.path.insert(0, str(self.root))
         os.environ.update({k: self.env[k] for k in ("CHAOS_BROKER", "CHAOS_LOG", "CHAOS_WORK",
                                                        "CHAOS_LEASE", "CHAOS_EXPIRES")})
@@ -202,7 +203,7 @@ class World:
         for process in self.workers:
             if process.poll() is None:
                 process.terminate()
-        for process in self.workers:
+        for index, process in enumerate(self.workers):
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:
@@ -211,6 +212,11 @@ class World:
             if process.returncode not in (0, -signal.SIGKILL, -signal.SIGTERM) and \
                     process.pid not in self.killed:
                 self.crashes += 1
+                log = self.root / f"worker-{index}.log"
+                lines = log.read_text(errors="replace").strip().splitlines() \
+                    if log.exists() else []
+                last = lines[-1][:200] if lines else "no output"
+                self.crash_reasons.append(f"worker exited {process.returncode}: {last}")
         if self.redis is not None:
             self.redis.stop()
         if str(self.root) in sys.path:
