@@ -5,6 +5,7 @@ ones: test_redis.py.)"""
 from __future__ import annotations
 
 import select
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -611,3 +612,26 @@ def test_results_keep_when_a_task_was_received_and_started(transport: Transport)
     assert transport.settle([Settlement(delivery, final)]) == [True]
     stored = transport.get_result("x")
     assert (stored.state, stored.date_received, stored.date_started) == ("SUCCESS", 100.0, 101.0)
+
+
+def test_messages_lists_each_message_once_while_workers_claim(transport: Transport) -> None:
+    transport.publish([envelope(f"m{i:03d}") for i in range(150)])
+    done = threading.Event()
+
+    def claim_one_by_one() -> None:
+        while not done.is_set():
+            _, claimed = transport.settle_and_claim([], ["celery"], 1, "w1", 60.0)
+            if not claimed:
+                return
+
+    claimer = threading.Thread(target=claim_one_by_one)
+    claimer.start()
+    try:
+        while claimer.is_alive():
+            listed = [m.envelope.task_id
+                      for m in transport.messages(states=["ready", "leased"])]
+            assert len(listed) == len(set(listed)), "a message listed twice"
+    finally:
+        done.set()
+        claimer.join(10)
+    assert len(transport.messages(states=["leased"])) == 150

@@ -81,7 +81,10 @@ class MonitorRole:
                     pipe.smembers(keys.held(holder))
                 for holder, held in zip(holders, pipe.execute(), strict=True):
                     found += [(_text(m), "leased", holder) for m in held]
-            found.sort(key=lambda item: item[0], reverse=True)  # ids sort by time
+            # The reads are not one snapshot: a message claimed (or promoted) between
+            # them is seen twice; the later read is its newer state.
+            latest = {item[0]: item for item in found}
+            found = sorted(latest.values(), key=lambda item: item[0], reverse=True)
             return self._read_messages(client, found, queues, wanted_ids, limit)
 
         messages: list[StoredMessage] = self._run(read)
