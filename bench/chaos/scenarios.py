@@ -91,9 +91,7 @@ def kill_workers(transport: str, size: int, seconds: float, acks_late: bool) -> 
                                                                            "FAILURE"))
         row.notes.append(f"{len(world.killed)} kills")
     finally:
-        world.close()
-        row.crashes = world.crashes
-        row.notes.extend(world.crash_reasons)
+        _close(world, row)
     row.duplicates, row.explained = _duplicates(world, ids)
     return row
 
@@ -126,16 +124,9 @@ def producers(transport: str, size: int, count: int = 8) -> Row:
         for thread in threads:
             thread.join()
         states = world.wait_final(sent, timeout=120 + len(sent) / 50)
-        row.lost = sum(1 for i in sent if states.get(i) != "SUCCESS")
-        row.pending_forever = sum(1 for i in sent if states.get(i) not in ("SUCCESS",
-                                                                            "FAILURE"))
-        row.producer_errors = len(errors)
-        row.raw_errors = sum(_is_raw(e) for e in errors)
-        row.duplicates = row.explained = None
+        _count_sends(row, sent, states, errors)
     finally:
-        world.close()
-        row.crashes = world.crashes
-        row.notes.extend(world.crash_reasons)
+        _close(world, row)
     return row
 
 
@@ -159,9 +150,7 @@ def stop_past_lease(transport: str, size: int) -> Row:
         row.pending_forever = sum(1 for i in ids if states.get(i) not in ("SUCCESS",
                                                                            "FAILURE"))
     finally:
-        world.close()
-        row.crashes = world.crashes
-        row.notes.extend(world.crash_reasons)
+        _close(world, row)
     row.duplicates, row.explained = _duplicates(world, ids)
     refused = len(world.lease_losses())
     row.notes.append(f"{refused} stale outcome(s) refused by the lease fence; "
@@ -214,9 +203,7 @@ def copies_under_load(transport: str, copies: int) -> Row:
         row.notes.append(f"{bad} copies failed to open or check")
         row.lost = bad
     finally:
-        world.close()
-        row.crashes = world.crashes
-        row.notes.extend(world.crash_reasons)
+        _close(world, row)
     return row
 
 
@@ -280,9 +267,7 @@ def disk_full(transport: str, size: int) -> Row:
         row.duplicates = row.explained = None
         app.broker.close()
     finally:
-        world.close()
-        row.crashes = world.crashes
-        row.notes.extend(world.crash_reasons)
+        _close(world, row)
         subprocess.run(["umount", "-l", str(mount)], check=False)
         with contextlib.suppress(OSError):
             mount.rmdir()
@@ -372,17 +357,27 @@ def redis_killed(transport: str, size: int) -> Row:
                 errors.append(exc)
         world.worker(concurrency=2)
         states = world.wait_final(sent, timeout=60 + size / 20)
-        row.lost = sum(1 for i in sent if states.get(i) != "SUCCESS")
-        row.pending_forever = sum(1 for i in sent if states.get(i) not in ("SUCCESS",
-                                                                            "FAILURE"))
-        row.producer_errors = len(errors)
-        row.raw_errors = sum(_is_raw(e) for e in errors)
-        row.duplicates = row.explained = None
+        _count_sends(row, sent, states, errors)
     finally:
-        world.close()
-        row.crashes = world.crashes
-        row.notes.extend(world.crash_reasons)
+        _close(world, row)
     return row
+
+
+def _close(world: World, row: Row) -> None:
+    """Stop the scenario's workers; count those that died by themselves, and why."""
+    world.close()
+    row.crashes = world.crashes
+    row.notes.extend(world.crash_reasons)
+
+
+def _count_sends(row: Row, sent: list[str], states: dict[str, str],
+                 errors: list[BaseException]) -> None:
+    """Lost, waiting and producer errors of a scenario whose sends must all succeed."""
+    row.lost = sum(1 for i in sent if states.get(i) != "SUCCESS")
+    row.pending_forever = sum(1 for i in sent if states.get(i) not in ("SUCCESS", "FAILURE"))
+    row.producer_errors = len(errors)
+    row.raw_errors = sum(_is_raw(e) for e in errors)
+    row.duplicates = row.explained = None
 
 
 def _not_applicable(row: Row, keep_notes: bool = False) -> Row:
@@ -423,9 +418,7 @@ def lock_held(transport: str, size: int, seconds: float) -> Row:
                                                                            "FAILURE"))
         row.producer_errors = row.raw_errors = None
     finally:
-        world.close()
-        row.crashes = world.crashes
-        row.notes.extend(world.crash_reasons)
+        _close(world, row)
     row.duplicates, row.explained = _duplicates(world, ids)
     lost = world.worker_logs().count("lost its worker process")
     if lost:
@@ -462,7 +455,5 @@ def expiry(transport: str, size: int) -> Row:
         row.lost = row.duplicates = row.explained = None
         row.producer_errors = row.raw_errors = row.pending_forever = None
     finally:
-        world.close()
-        row.crashes = world.crashes
-        row.notes.extend(world.crash_reasons)
+        _close(world, row)
     return row
